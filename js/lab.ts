@@ -1,0 +1,277 @@
+/**
+ * FeatureLab view: class probabilities (baseline vs edited, with deltas) and the
+ * site's features, each with an on/off switch and a steering slider.
+ */
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { scaleLinear } from "d3-scale";
+import { decodeArray, type WireArray } from "./lib/codec";
+import { Coalescer } from "./lib/coalesce";
+import { control, Disposer, h, signed } from "./lib/dom";
+import "./lab.css";
+
+export interface LabState {
+  site: string;
+  feature_names: string[];
+  class_names: string[];
+  n_inputs: number;
+  index: number;
+  input_label: string;
+  ablated: number[];
+  steer: WireArray | null;
+  steer_max: number;
+  baseline: WireArray | null;
+  edited: WireArray | null;
+  activations: WireArray | null;
+  readout: string;
+  error: string;
+  rev: number;
+  seq: number;
+  origin: string;
+}
+
+interface Controls {
+  index: number;
+  ablated: number[];
+  steer: Float32Array;
+}
+
+/** Render a FeatureLab into `el`; returns the cleanup that removes every listener. */
+export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () => void {
+  const d = new Disposer();
+  const viewId = `v${Math.random().toString(36).slice(2, 10)}`;
+  const on = (event: string, fn: () => void): void => {
+    model.on(event, fn);
+    d.add(() => model.off(event, fn));
+  };
+
+  // ---- local control state (authoritative while the user is interacting)
+  let index = model.get("index");
+  let ablated = new Set<number>(model.get("ablated"));
+  let steer = Float32Array.from(decodeArray(model.get("steer")) ?? []);
+
+  const co = new Coalescer<Controls>((c, seq) => {
+    model.send(
+      { type: "request", seq, origin: viewId, index: c.index, ablated: c.ablated },
+      undefined,
+      [c.steer.buffer as ArrayBuffer],
+    );
+  });
+  const request = (): void => {
+    root.classList.add("sw-busy");
+    co.push({ index, ablated: [...ablated].sort((a, b) => a - b), steer: steer.slice() });
+  };
+
+  // ---- skeleton
+  const root = h("div", { class: "sw-lab", "data-view": viewId });
+  const title = h("div", { class: "sw-title" });
+  const prev = control(h("button", { class: "sw-prev", type: "button", "aria-label": "previous input" }, "◀"));
+  const next = control(h("button", { class: "sw-next", type: "button", "aria-label": "next input" }, "▶"));
+  const indexInput = control(
+    h("input", { class: "sw-index", type: "number", min: 0, step: 1, "aria-label": "input index" }),
+  );
+  const label = h("span", { class: "sw-input-label" });
+  const header = h("div", { class: "sw-header" }, undefined, [title, h("div", { class: "sw-picker" }, undefined, [prev, indexInput, next, label])]);
+  const error = h("div", { class: "sw-error", role: "alert" });
+  const preds = h("div", { class: "sw-preds", "aria-label": "predictions" });
+  const legend = h("div", { class: "sw-legend" }, undefined, [
+    h("span", { class: "sw-swatch sw-base" }),
+    h("span", {}, "baseline"),
+    h("span", { class: "sw-swatch sw-edit" }),
+    h("span", {}, "edited"),
+  ]);
+  const features = h("div", { class: "sw-features", role: "list", "aria-label": "features" });
+  const reset = control(h("button", { class: "sw-reset", type: "button" }, "reset edits"));
+  const status = h("span", { class: "sw-status", "aria-live": "polite" });
+  root.append(
+    header,
+    error,
+    h("div", { class: "sw-body" }, undefined, [
+      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds]),
+      h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features]),
+    ]),
+    h("div", { class: "sw-footer" }, undefined, [reset, status]),
+  );
+  el.appendChild(root);
+  d.add(() => root.remove());
+
+  // ---- features list
+  let rows: Array<{ toggle: HTMLInputElement; slider: HTMLInputElement; value: HTMLElement; bar: HTMLElement; row: HTMLElement }> = [];
+  const rowDisposer = new Disposer();
+  d.add(() => rowDisposer.dispose());
+
+  function buildFeatures(): void {
+    rowDisposer.dispose();
+    features.replaceChildren();
+    const names = model.get("feature_names");
+    const max = model.get("steer_max");
+    rows = names.map((name, i) => {
+      const toggle = control(h("input", { type: "checkbox", class: "sw-toggle", "aria-label": `${name} on` }));
+      const slider = control(
+        h("input", {
+          type: "range",
+          class: "sw-slider",
+          min: -max,
+          max,
+          step: max / 50,
+          value: 0,
+          "aria-label": `steer ${name}`,
+        }),
+      );
+      const value = h("span", { class: "sw-steer-value" });
+      const bar = h("span", { class: "sw-act-bar" });
+      const row = h("div", { class: "sw-feature", role: "listitem", "data-feature": i }, undefined, [
+        toggle,
+        h("span", { class: "sw-feature-name", title: name }, name),
+        h("span", { class: "sw-act" }, undefined, [bar]),
+        slider,
+        value,
+      ]);
+      rowDisposer.listen(toggle, "change", () => {
+        if (toggle.checked) ablated.delete(i);
+        else ablated.add(i);
+        row.classList.toggle("sw-off", !toggle.checked);
+        request();
+      });
+      rowDisposer.listen(slider, "input", () => {
+        steer[i] = Number(slider.value);
+        value.textContent = signed(steer[i], 2);
+        request();
+      });
+      rowDisposer.listen(slider, "dblclick", () => {
+        steer[i] = 0;
+        slider.value = "0";
+        value.textContent = signed(0, 2);
+        request();
+      });
+      features.appendChild(row);
+      return { toggle, slider, value, bar, row };
+    });
+    if (steer.length !== names.length) steer = new Float32Array(names.length);
+  }
+
+  function showControls(): void {
+    indexInput.value = String(index);
+    indexInput.max = String(Math.max(0, model.get("n_inputs") - 1));
+    prev.disabled = index <= 0;
+    next.disabled = index >= model.get("n_inputs") - 1;
+    rows.forEach((r, i) => {
+      r.toggle.checked = !ablated.has(i);
+      r.row.classList.toggle("sw-off", ablated.has(i));
+      if (document.activeElement !== r.slider || !co.busy) r.slider.value = String(steer[i] ?? 0);
+      r.value.textContent = signed(steer[i] ?? 0, 2);
+    });
+  }
+
+  function syncFromModel(): void {
+    index = model.get("index");
+    ablated = new Set<number>(model.get("ablated"));
+    steer = Float32Array.from(decodeArray(model.get("steer")) ?? new Float32Array(rows.length));
+    showControls();
+  }
+
+  // ---- results
+  function renderResults(): void {
+    const names = model.get("class_names");
+    const base = decodeArray(model.get("baseline")) ?? new Float32Array(names.length);
+    const edit = decodeArray(model.get("edited")) ?? new Float32Array(names.length);
+    const probs = model.get("readout") !== "identity";
+    const hi = probs ? 1 : Math.max(1e-9, ...Array.from(base, Math.abs), ...Array.from(edit, Math.abs));
+    const x = scaleLinear().domain([0, hi]).range([0, 100]).clamp(true);
+    preds.replaceChildren(
+      ...names.map((name, i) => {
+        const b = base[i] ?? 0;
+        const e = edit[i] ?? 0;
+        const delta = e - b;
+        const row = h("div", {
+          class: "sw-pred",
+          "data-class": i,
+          "data-baseline": b,
+          "data-edited": e,
+        });
+        const bars = h("div", { class: "sw-bars" }, undefined, [
+          h("div", { class: "sw-bar sw-base", style: `width:${x(Math.abs(b)).toFixed(2)}%` }),
+          h("div", { class: "sw-bar sw-edit", style: `width:${x(Math.abs(e)).toFixed(2)}%` }),
+        ]);
+        row.append(
+          h("span", { class: "sw-class-name", title: name }, name),
+          bars,
+          h("span", { class: "sw-values" }, `${b.toFixed(3)} → ${e.toFixed(3)}`),
+          h(
+            "span",
+            { class: `sw-delta ${delta > 1e-6 ? "sw-up" : delta < -1e-6 ? "sw-down" : ""}` },
+            `Δ ${signed(delta)}`,
+          ),
+        );
+        return row;
+      }),
+    );
+    const acts = decodeArray(model.get("activations"));
+    if (acts) {
+      const amax = Math.max(1e-9, ...Array.from(acts, Math.abs));
+      rows.forEach((r, i) => {
+        const a = acts[i] ?? 0;
+        r.bar.style.width = `${((Math.abs(a) / amax) * 100).toFixed(1)}%`;
+        r.bar.classList.toggle("sw-neg", a < 0);
+        r.bar.parentElement?.setAttribute("title", `activation ${a.toFixed(3)}`);
+      });
+    }
+    label.textContent = model.get("input_label");
+    title.textContent = `FeatureLab · site ${model.get("site")}`;
+    const err = model.get("error");
+    error.textContent = err;
+    error.hidden = !err;
+    root.dataset.rev = String(model.get("rev"));
+  }
+
+  // ---- wiring
+  on("change:rev", () => {
+    const mine = model.get("origin") === viewId;
+    if (mine && !co.settle(model.get("seq"))) return; // stale response to an older request of ours
+    if (!co.busy) {
+      syncFromModel();
+      root.classList.remove("sw-busy");
+      status.textContent = "";
+    } else {
+      status.textContent = "updating…";
+    }
+    renderResults();
+  });
+  on("change:feature_names", () => {
+    buildFeatures();
+    syncFromModel();
+  });
+  on("change:steer_max", () => {
+    const max = model.get("steer_max");
+    for (const r of rows) {
+      r.slider.min = String(-max);
+      r.slider.max = String(max);
+      r.slider.step = String(max / 50);
+    }
+  });
+
+  const go = (i: number): void => {
+    const n = model.get("n_inputs");
+    if (!Number.isFinite(i)) return;
+    index = Math.min(Math.max(0, Math.round(i)), Math.max(0, n - 1));
+    showControls();
+    request();
+  };
+  d.listen(indexInput, "change", () => go(Number(indexInput.value)));
+  d.listen(prev, "click", () => go(index - 1));
+  d.listen(next, "click", () => go(index + 1));
+  d.listen(reset, "click", () => {
+    ablated.clear();
+    steer.fill(0);
+    showControls();
+    request();
+  });
+
+  buildFeatures();
+  syncFromModel();
+  renderResults();
+  return () => d.dispose();
+}
+
+export default { render };
+
+export type { AnyModel };

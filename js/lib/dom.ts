@@ -1,0 +1,69 @@
+/** Small DOM helpers: text-only element creation, focusable controls, listener cleanup. */
+
+type Attrs = Record<string, string | number | boolean>;
+
+/** Create an element; `text` is set with textContent (never parsed as HTML). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  text?: string,
+  children: Node[] = [],
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false) continue;
+    el.setAttribute(k, v === true ? "" : String(v));
+  }
+  if (text !== undefined) el.textContent = text;
+  for (const c of children) el.appendChild(c);
+  return el;
+}
+
+/** Mark a focusable control so JupyterLab's notebook shortcuts leave its keys alone. */
+export function control<E extends HTMLElement>(el: E): E {
+  el.setAttribute("data-lm-suppress-shortcuts", "true");
+  return el;
+}
+
+/** Collects listeners and timers so a view's cleanup removes every one of them. */
+export class Disposer {
+  private fns: Array<() => void> = [];
+
+  /** addEventListener that is undone by dispose(). */
+  listen<K extends keyof HTMLElementEventMap>(
+    target: HTMLElement | Document | Window,
+    type: K,
+    fn: (ev: HTMLElementEventMap[K]) => void,
+  ): void {
+    target.addEventListener(type, fn as EventListener);
+    this.fns.push(() => target.removeEventListener(type, fn as EventListener));
+  }
+
+  /** Register any cleanup function. */
+  add(fn: () => void): void {
+    this.fns.push(fn);
+  }
+
+  /** Number of registered cleanups (for tests). */
+  get size(): number {
+    return this.fns.length;
+  }
+
+  /** Run every cleanup once, newest first. */
+  dispose(): void {
+    while (this.fns.length) {
+      const fn = this.fns.pop();
+      try {
+        fn?.();
+      } catch {
+        /* a failing cleanup must not stop the others */
+      }
+    }
+  }
+}
+
+/** Format a number with a sign for deltas. */
+export function signed(x: number, digits = 3): string {
+  const s = x.toFixed(digits);
+  return x > 0 ? `+${s}` : x === 0 ? ` ${s}` : s;
+}

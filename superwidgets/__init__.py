@@ -1,0 +1,73 @@
+"""superwidgets: see and touch superposition in neural networks, live in JupyterLab.
+
+The engine (``Lens``, edits, bases) imports eagerly and needs only torch and
+numpy. Widgets, the model zoo and data sets load on first use, so
+``import superwidgets`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .engine import (
+    Ablate,
+    Clamp,
+    Directions,
+    Edit,
+    EditError,
+    InputError,
+    Lens,
+    MeanAblate,
+    ModelError,
+    Neurons,
+    ProjectOut,
+    RunResult,
+    Scale,
+    SiteError,
+    Steer,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "FeatureLab": ("superwidgets.widgets.lab", "FeatureLab"),
+    "zoo": ("superwidgets.zoo", None),
+    "data": ("superwidgets.data", None),
+    "widgets": ("superwidgets.widgets", None),
+}
+
+__all__ = [
+    "Ablate",
+    "Clamp",
+    "Directions",
+    "Edit",
+    "EditError",
+    "FeatureLab",
+    "InputError",
+    "Lens",
+    "MeanAblate",
+    "ModelError",
+    "Neurons",
+    "ProjectOut",
+    "RunResult",
+    "Scale",
+    "SiteError",
+    "Steer",
+    "data",
+    "zoo",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'superwidgets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,34 @@
+"""The intervention engine: sites, bases, edits and the Lens (torch + numpy only).
+
+Nothing here imports Jupyter, traitlets or plotting libraries: everything a
+widget can do, a script can do with the engine alone.
+"""
+
+from .bases import Basis, Directions, Neurons
+from .edits import Ablate, Clamp, Edit, MeanAblate, Op, ProjectOut, Scale, Steer
+from .lens import EditError, InputError, Lens, LensClosedError, ModelError, RunResult, SiteInfo
+from .sites import SiteError, list_sites, resolve_site
+
+__all__ = [
+    "Ablate",
+    "Basis",
+    "Clamp",
+    "Directions",
+    "Edit",
+    "EditError",
+    "InputError",
+    "Lens",
+    "LensClosedError",
+    "MeanAblate",
+    "ModelError",
+    "Neurons",
+    "Op",
+    "ProjectOut",
+    "RunResult",
+    "Scale",
+    "SiteError",
+    "SiteInfo",
+    "Steer",
+    "list_sites",
+    "resolve_site",
+]

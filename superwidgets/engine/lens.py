@@ -1,0 +1,567 @@
+"""The Lens: persistent hooks on a model, edits as state, baseline vs edited runs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .bases import Basis
+from .edits import Edit, MeanAblate, Op
+from .sites import SiteError, get_element, resolve_site, resolve_sites, set_element
+
+__all__ = ["EditError", "InputError", "Lens", "LensClosedError", "ModelError", "RunResult", "SiteInfo", "tree_map2"]
+
+#: The open Lens of each model, so that a new Lens replaces (never stacks) hooks.
+_LIVE: weakref.WeakKeyDictionary[nn.Module, Lens] = weakref.WeakKeyDictionary()
+
+
+class EditError(ValueError):
+    """An edit could not be applied at its site (e.g. a direction of the wrong length)."""
+
+
+class InputError(ValueError):
+    """An input the model cannot take (NaN, wrong dtype or device, ...)."""
+
+
+class ModelError(RuntimeError):
+    """The model itself raised during a run; the message names the original error."""
+
+
+class LensClosedError(RuntimeError):
+    """The Lens was closed or replaced by a newer Lens on the same model."""
+
+
+@dataclasses.dataclass
+class SiteInfo:
+    """One hookable module of a model.
+
+    Attributes
+    ----------
+    name : str
+        Module path (``named_modules()`` name).
+    module : str
+        The module's class name.
+    shape : tuple of int or None
+        Output shape (element 0 of structured outputs) at the last probe, or
+        ``None`` before the lens has seen an input.
+    bound : bool
+        Whether the lens holds a hook on it.
+    edits : int
+        Number of edits at this site.
+    """
+
+    name: str
+    module: str
+    shape: tuple[int, ...] | None
+    bound: bool
+    edits: int
+
+    def __repr__(self) -> str:
+        shape = "?" if self.shape is None else "×".join(str(s) for s in self.shape)
+        flag = f" [bound, {self.edits} edits]" if self.bound else ""
+        return f"{self.name:<24} {self.module:<16} {shape}{flag}"
+
+
+def tree_map2(fn: Any, a: Any, b: Any) -> Any:
+    """Apply ``fn`` to matching tensors of two outputs of the same structure."""
+    if isinstance(a, torch.Tensor):
+        return fn(a, b)
+    if isinstance(a, tuple) and hasattr(a, "_fields"):
+        return type(a)(*(tree_map2(fn, x, y) for x, y in zip(a, b, strict=True)))
+    if isinstance(a, (tuple, list)):
+        return type(a)(tree_map2(fn, x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {k: tree_map2(fn, a[k], b[k]) for k in a}
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return dataclasses.replace(
+            a, **{f.name: tree_map2(fn, getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)}
+        )
+    return None
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Outputs of one :meth:`Lens.run`.
+
+    Attributes
+    ----------
+    baseline : Any
+        ``model(x)`` with every edit off (cached per input), or ``None`` when
+        the run was made with ``baseline=False``.
+    edited : Any
+        ``model(x)`` with the enabled edits applied; same structure as baseline.
+    """
+
+    baseline: Any
+    edited: Any
+
+    @property
+    def delta(self) -> Any:
+        """``edited - baseline`` for every tensor of the output."""
+        if self.baseline is None:
+            raise ValueError("this run was made with baseline=False; run with baseline=True to get a delta")
+        return tree_map2(lambda e, b: e - b, self.edited, self.baseline)
+
+
+class _Site:
+    """Hook and edit state of one bound site."""
+
+    __slots__ = ("active", "edits", "handle", "module", "name")
+
+    def __init__(self, name: str, module: nn.Module) -> None:
+        self.name = name
+        self.module = module
+        self.edits: list[Edit] = []
+        # enabled edits grouped by element: ((element, (edit, ...)), ...); empty = hook returns at once
+        self.active: tuple[tuple[int | str, tuple[Edit, ...]], ...] = ()
+        self.handle: Any = None
+
+    def refresh(self) -> None:
+        groups: dict[int | str, list[Edit]] = {}
+        for e in self.edits:
+            if e.enabled:
+                groups.setdefault(e.element, []).append(e)
+        self.active = tuple((el, tuple(es)) for el, es in groups.items())
+
+    def apply(self, output: Any) -> Any:
+        for element, edits in self.active:
+            h = get_element(output, element)
+            for e in edits:
+                try:
+                    h = e.apply(h)
+                except (ValueError, SiteError, RuntimeError) as exc:
+                    raise EditError(f"edit {e.name!r} at site {self.name!r} failed: {exc}") from None
+            output = set_element(output, element, h)
+        return output
+
+
+class Lens:
+    """Live, leak-free hooks on a model, with edits as state.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any PyTorch module. Its parameters and buffers are never changed.
+    sites : str or list of str, optional
+        Module paths or glob patterns to bind now; sites are also bound on
+        first use by :meth:`edit`.
+    example : Any, optional
+        An example input; the lens runs it once to learn every site's shape.
+
+    Notes
+    -----
+    One forward hook is registered per bound site and stays until
+    :meth:`close`; with no enabled edit at a site it returns at once. A new
+    Lens on the same model closes the previous one, so re-running a notebook
+    cell never stacks hooks. Runs use ``torch.no_grad()`` and eval mode (the
+    model's mode is restored afterwards).
+
+    Examples
+    --------
+    >>> with Lens(model) as lens:                          # doctest: +SKIP
+    ...     lens.edit("hidden", Ablate([3, 7]))
+    ...     r = lens.run(x)
+    ...     r.delta
+    """
+
+    def __init__(self, model: nn.Module, sites: str | Sequence[str] | None = None, *, example: Any = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Lens needs a torch.nn.Module, got {type(model).__name__}")
+        previous = _LIVE.get(model)
+        if previous is not None and previous is not self:
+            previous._close(replaced=True)
+        _LIVE[model] = self
+        self.model = model
+        self._sites: dict[str, _Site] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._probed_signature: Any = None
+        self._bypass = False
+        self._closed: str | None = None
+        self._baseline_key: Any = None
+        self._baseline_ref: Any = None
+        self._baseline_out: Any = None
+        if sites is not None:
+            for s in resolve_sites(model, list(sites) if not isinstance(sites, str) else sites):
+                self.bind(s)
+        if example is not None:
+            self.probe(example)
+
+    # ------------------------------------------------------------------ sites
+    def sites(self) -> list[SiteInfo]:
+        """Every hookable module path with its type and (once known) output shape."""
+        out = []
+        for name, module in self.model.named_modules():
+            if not name:
+                continue
+            st = self._sites.get(name)
+            out.append(SiteInfo(name, type(module).__name__, self._shapes.get(name), st is not None, len(st.edits) if st else 0))
+        return out
+
+    def shape(self, site: str) -> tuple[int, ...] | None:
+        """Output shape of ``site`` at the last probe, or ``None`` if not yet seen."""
+        resolve_site(self.model, site)
+        return self._shapes.get(site)
+
+    def width(self, site: str, feature_dim: int | None = None) -> int | None:
+        """Number of features at ``site`` along ``feature_dim`` (None if unknown)."""
+        shape = self.shape(site)
+        if shape is None:
+            return None
+        fd = feature_dim if feature_dim is not None else (1 if len(shape) == 4 else -1)
+        return int(shape[fd])
+
+    def bind(self, site: str) -> None:
+        """Register the (single, persistent) hook on ``site`` if not yet bound."""
+        self._check_open()
+        if site in self._sites:
+            return
+        module = resolve_site(self.model, site)
+        st = _Site(site, module)
+        lens = self
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+            if not st.active or lens._bypass:
+                return None
+            return st.apply(output)
+
+        st.handle = module.register_forward_hook(hook)
+        self._sites[site] = st
+
+    @property
+    def bound(self) -> list[str]:
+        """Paths of the bound sites."""
+        return list(self._sites)
+
+    def probe(self, inputs: Any) -> dict[str, tuple[int, ...]]:
+        """Run ``inputs`` once (edits off) and record every module's output shape."""
+        self._check_open()
+        self._probe_run(inputs)
+        return dict(self._shapes)
+
+    def _probe_run(self, inputs: Any) -> Any:
+        """Clean forward that also records every module's output shape; returns the output."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        handles = []
+
+        def make(name: str) -> Any:
+            def rec(_m: nn.Module, _a: Any, out: Any) -> None:
+                try:
+                    shapes[name] = tuple(get_element(out, 0).shape)
+                except SiteError:
+                    pass
+
+            return rec
+
+        try:
+            for name, m in self.model.named_modules():
+                if name:
+                    handles.append(m.register_forward_hook(make(name)))
+            with self._clean():
+                out = self._forward(inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        self._shapes = shapes
+        self._probed_signature = _signature(inputs)
+        for st in self._sites.values():
+            for e in st.edits:
+                self._check_op(st.name, e.op, e.basis, e.feature_dim, e.element)
+        return out
+
+    # ------------------------------------------------------------------ edits
+    def edit(
+        self,
+        site: str,
+        op: Op,
+        *,
+        basis: Basis | None = None,
+        element: int | str = 0,
+        feature_dim: int | None = None,
+        enabled: bool = True,
+        name: str | None = None,
+    ) -> Edit:
+        """Add an edit at ``site`` and return it.
+
+        Parameters
+        ----------
+        site : str
+            Module path; bound on first use.
+        op : Op
+            ``Ablate``, ``MeanAblate``, ``Scale``, ``Clamp``, ``Steer`` or ``ProjectOut``.
+            A ``MeanAblate(..., reference=X)`` gets its mean computed here and stored.
+        basis : Basis, optional
+            ``Neurons()`` (default) or ``Directions(vectors, names)``.
+        element : int or str
+            Element of a structured output to edit (0 = first tuple entry).
+        feature_dim : int, optional
+            Feature axis (default: last axis, or 1 for 4-D activations).
+        enabled : bool
+            Start switched on.
+        name : str, optional
+            Label for display and export.
+
+        Raises
+        ------
+        SiteError
+            Unknown site (with close matches).
+        ValueError
+            The op does not fit the site (checked as soon as the site's shape is known).
+        """
+        self._check_open()
+        resolve_site(self.model, site)
+        if isinstance(op, MeanAblate) and op.mean is None:
+            reference = getattr(op, "_reference", None)
+            if reference is None:
+                raise ValueError("MeanAblate needs mean=vector or reference=batch of inputs")
+            op = MeanAblate(op.features, mean=self.mean(site, reference, element=element, feature_dim=feature_dim))
+        e = Edit(site, op, basis=basis, element=element, feature_dim=feature_dim, enabled=enabled, name=name)
+        return self.add(e)
+
+    def add(self, edit: Edit) -> Edit:
+        """Attach an existing :class:`Edit` (e.g. from :meth:`Edit.from_dict`)."""
+        self._check_open()
+        if edit._lens is not None and edit._lens is not self:
+            raise ValueError("this edit belongs to another Lens; rebuild it with Edit.from_dict(edit.to_dict())")
+        self._check_op(edit.site, edit.op, edit.basis, edit.feature_dim, edit.element)
+        self.bind(edit.site)
+        st = self._sites[edit.site]
+        if edit not in st.edits:
+            st.edits.append(edit)
+        edit._lens = self
+        st.refresh()
+        return edit
+
+    def remove(self, edit: Edit) -> None:
+        """Detach ``edit`` (its site stays bound)."""
+        st = self._sites.get(edit.site)
+        if st is not None and edit in st.edits:
+            st.edits.remove(edit)
+            st.refresh()
+        edit._lens = None
+
+    def clear(self, site: str | None = None) -> None:
+        """Remove every edit (or every edit at ``site``)."""
+        for e in list(self.edits):
+            if site is None or e.site == site:
+                self.remove(e)
+
+    @property
+    def edits(self) -> list[Edit]:
+        """All edits, site by site, in the order they apply."""
+        return [e for st in self._sites.values() for e in st.edits]
+
+    def _refresh(self, site: str) -> None:
+        st = self._sites.get(site)
+        if st is not None:
+            st.refresh()
+
+    def _check_op(self, site: str, op: Op, basis: Basis, feature_dim: int | None, element: int | str) -> None:
+        resolve_site(self.model, site)
+        if element != 0:
+            return  # shapes are probed for element 0 only; checked at run time
+        width = self.width(site, feature_dim)
+        if width is not None:
+            try:
+                op.check(width, basis)
+            except ValueError as exc:
+                raise ValueError(f"edit at site {site!r}: {exc}") from None
+
+    # ------------------------------------------------------------------ runs
+    def run(self, inputs: Any, *, baseline: bool = True) -> RunResult:
+        """Run the model on ``inputs`` with edits off (baseline) and on (edited).
+
+        Parameters
+        ----------
+        inputs : Tensor, dict or Any
+            A tensor is passed as ``model(inputs)``; a dict as ``model(**inputs)``.
+        baseline : bool
+            Also return the unedited output (cached until the input changes).
+
+        Returns
+        -------
+        RunResult
+            ``baseline``, ``edited`` and ``delta``.
+
+        Raises
+        ------
+        InputError
+            NaN/Inf, or a dtype or device the model does not use.
+        EditError
+            An edit does not fit its site.
+        ModelError
+            The model itself raised.
+        """
+        self._check_open()
+        self._check_input(inputs)
+        base = self._baseline(inputs) if baseline else None
+        if not any(st.active for st in self._sites.values()) and base is not None:
+            return RunResult(base, base)
+        with self._mode():
+            edited = self._forward(inputs)
+        return RunResult(base, edited)
+
+    def activations(self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False) -> dict[str, torch.Tensor]:
+        """Activations (element 0) at ``sites`` for ``inputs``, clean unless ``edited``."""
+        self._check_open()
+        self._check_input(inputs)
+        names = resolve_sites(self.model, [sites] if isinstance(sites, str) else list(sites))
+        got: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def make(name: str) -> Any:
+            def rec(_m: nn.Module, _a: Any, out: Any) -> None:
+                got[name] = get_element(out, 0).detach()
+
+            return rec
+
+        try:
+            for n in names:
+                handles.append(resolve_site(self.model, n).register_forward_hook(make(n)))
+            with self._mode() if edited else self._clean():
+                self._forward(inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        return got
+
+    def mean(
+        self, site: str, reference: Any, *, element: int | str = 0, feature_dim: int | None = None, chunk: int = 1024
+    ) -> torch.Tensor:
+        """Mean clean activation at ``site`` over a reference batch (all axes but the feature axis)."""
+        if element != 0:
+            raise ValueError("mean() supports element 0 only; pass mean= explicitly for other elements")
+        if isinstance(reference, torch.Tensor) and reference.ndim > 0 and reference.shape[0] > chunk:
+            parts = [self.activations(reference[i : i + chunk], site)[site] for i in range(0, reference.shape[0], chunk)]
+            acts = torch.cat(parts)
+        else:
+            acts = self.activations(reference, site)[site]
+        fd = feature_dim if feature_dim is not None else (1 if acts.ndim == 4 else -1)
+        flat = acts.movedim(fd, -1).reshape(-1, acts.shape[fd])
+        return flat.double().mean(0).float().cpu()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Remove every hook and edit. Safe to call twice."""
+        self._close(replaced=False)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or a newer Lens replaced this one)."""
+        return self._closed is not None
+
+    def _close(self, replaced: bool) -> None:
+        if self._closed is not None:
+            return
+        for st in self._sites.values():
+            if st.handle is not None:
+                st.handle.remove()
+                st.handle = None
+            for e in st.edits:
+                e._lens = None
+        self._sites.clear()
+        self._baseline_key = self._baseline_ref = self._baseline_out = None
+        self._closed = "replaced by a newer Lens on the same model" if replaced else "closed"
+        if _LIVE.get(self.model) is self:
+            del _LIVE[self.model]
+
+    def __enter__(self) -> Lens:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f", {self._closed}" if self._closed else ""
+        return f"Lens({type(self.model).__name__}, sites={self.bound}, edits={len(self.edits)}{state})"
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise LensClosedError(f"this Lens was {self._closed}; create a new one with sw.Lens(model)")
+
+    def _check_input(self, inputs: Any) -> None:
+        tensors = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+        ref = next(iter(self.model.parameters()), None)
+        for t in tensors:
+            if not isinstance(t, torch.Tensor):
+                continue
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise InputError("the input contains NaN or Inf; clean or impute it before running the model")
+            if ref is not None:
+                if t.is_floating_point() and t.dtype != ref.dtype:
+                    raise InputError(
+                        f"the input has dtype {t.dtype} but the model's parameters are {ref.dtype}; "
+                        f"convert it with x.to({ref.dtype})"
+                    )
+                if t.device != ref.device:
+                    raise InputError(
+                        f"the input is on {t.device} but the model is on {ref.device}; move it with x.to('{ref.device}')"
+                    )
+
+    def _forward(self, inputs: Any) -> Any:
+        try:
+            with torch.no_grad():
+                return self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+        except (EditError, LensClosedError):
+            raise
+        except Exception as exc:  # the model's own failure, re-raised with context
+            raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _mode(self) -> Iterator[None]:
+        """Eval mode for the duration of a run; the model's mode is restored."""
+        training = self.model.training
+        if training:
+            self.model.eval()
+        try:
+            yield
+        finally:
+            if training:
+                self.model.train(True)
+
+    @contextlib.contextmanager
+    def _clean(self) -> Iterator[None]:
+        """Edits off (hooks return at once) and eval mode."""
+        self._bypass = True
+        try:
+            with self._mode():
+                yield
+        finally:
+            self._bypass = False
+
+    def _params_version(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.model.parameters())
+
+    def _baseline(self, inputs: Any) -> Any:
+        key = (id(inputs), _version(inputs), self._params_version())
+        if self._baseline_key == key and self._baseline_ref is inputs:
+            return self._baseline_out
+        if self._probed_signature != _signature(inputs):
+            out = self._probe_run(inputs)
+        else:
+            with self._clean():
+                out = self._forward(inputs)
+        self._baseline_key, self._baseline_ref, self._baseline_out = key, inputs, out
+        return out
+
+
+def _version(inputs: Any) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs._version
+    if isinstance(inputs, dict):
+        return tuple(v._version if isinstance(v, torch.Tensor) else id(v) for v in inputs.values())
+    return None
+
+
+def _signature(inputs: Any) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return (tuple(inputs.shape), inputs.dtype)
+    if isinstance(inputs, dict):
+        return tuple((k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items())
+    return type(inputs)

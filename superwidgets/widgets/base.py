@@ -1,0 +1,168 @@
+"""Shared widget machinery: binary array traits, the error area, request handling."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+__all__ = ["STATIC", "Array", "WidgetBase", "array_from_json", "array_to_json", "bundle"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+_DTYPES = {"float32": np.float32, "int32": np.int32}
+
+
+def bundle(name: str) -> Path:
+    """Path of a built JS/CSS file in ``superwidgets/static``; explains how to build it if missing."""
+    path = STATIC / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the widget bundle {path} is missing; build it with `npm ci && npm run build` in the "
+            "repository root, or reinstall superwidgets with `pip install .`"
+        )
+    return path
+
+
+def array_to_json(value: np.ndarray | None, _widget: Any = None) -> dict[str, Any] | None:
+    """Serialise an array as ``{view, dtype, shape}`` with the data as a binary buffer."""
+    if value is None:
+        return None
+    arr = np.ascontiguousarray(value)
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.float32, copy=False)
+    elif arr.dtype.kind in "iub":
+        arr = arr.astype(np.int32, copy=False)
+    else:
+        raise TypeError(f"cannot send an array of dtype {arr.dtype} to the browser")
+    return {"view": memoryview(arr.reshape(-1).view(np.uint8)), "dtype": str(arr.dtype), "shape": list(arr.shape)}
+
+
+def array_from_json(value: dict[str, Any] | None, _widget: Any = None) -> np.ndarray | None:
+    """Inverse of :func:`array_to_json`; accepts the ``memoryview`` that binary buffers arrive as."""
+    if value is None:
+        return None
+    dtype = _DTYPES.get(value.get("dtype", ""))
+    if dtype is None:
+        raise ValueError(f"unsupported array dtype {value.get('dtype')!r}; send float32 or int32")
+    buf = value["view"]
+    data = np.frombuffer(bytes(buf) if not isinstance(buf, (bytes, memoryview)) else buf, dtype=dtype)
+    return data.reshape(value.get("shape", [data.size])).copy()
+
+
+class Array(traitlets.TraitType):  # type: ignore[type-arg]
+    """A numpy array trait synced as a binary buffer (float32 or int32), never a JSON list."""
+
+    default_value = None
+    info_text = "a numpy array"
+
+    def validate(self, obj: Any, value: Any) -> np.ndarray | None:
+        if value is None:
+            return None
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            self.error(obj, value)
+        return arr
+
+    def __init__(self, default_value: Any = None, **kwargs: Any) -> None:
+        super().__init__(default_value=default_value, **kwargs)
+        self.tag(sync=True, to_json=array_to_json, from_json=array_from_json)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is not None and b is not None and np.array_equal(a, b)
+    return bool(a == b)
+
+
+class WidgetBase(anywidget.AnyWidget):
+    """Base of superwidgets widgets: an error area, a render revision, request dispatch.
+
+    Subclasses register request handlers with :meth:`_handle`; each handler
+    runs on a custom message ``{"type": name, "seq": n, "origin": id, ...}``
+    and any exception it raises lands in :attr:`error` instead of the kernel log,
+    leaving the widget's last good state in place.
+    """
+
+    error = traitlets.Unicode("").tag(sync=True)
+    """str: The error area's text; empty when the last action succeeded. Default ``""``."""
+
+    rev = traitlets.Int(0).tag(sync=True)
+    """int: Revision of the displayed results, bumped on every update (views re-render on it). Default 0."""
+
+    seq = traitlets.Int(0).tag(sync=True)
+    """int: Sequence number of the view request the current results answer. Default 0."""
+
+    origin = traitlets.Unicode("").tag(sync=True)
+    """str: Id of the view whose request produced the current results (``""`` for Python). Default ``""``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._handlers: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {}
+        self._quiet = False
+        self.on_msg(self._dispatch)
+
+    def _handle(self, kind: str, fn: Callable[[dict[str, Any], list[Any]], None]) -> None:
+        self._handlers[kind] = fn
+
+    def _dispatch(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        if not isinstance(content, dict):
+            return
+        fn = self._handlers.get(str(content.get("type")))
+        if fn is None:
+            return
+        seq = int(content.get("seq", 0)) if isinstance(content.get("seq", 0), (int, float)) else 0
+        origin = str(content.get("origin", ""))
+        try:
+            with self._publish(seq=seq, origin=origin):
+                fn(content, buffers)
+        except Exception as exc:  # shown in the widget's error area; state stays as it was
+            with self.hold_sync():
+                self.error = _message(exc)
+                self.seq, self.origin = seq, origin
+                self.rev += 1
+
+    @contextlib.contextmanager
+    def _publish(self, seq: int | None = None, origin: str = "") -> Iterator[None]:
+        """Batch trait writes into one message, clearing the error and bumping ``rev``."""
+        self._quiet = True
+        try:
+            with self.hold_sync():
+                yield
+                self.error = ""
+                if seq is not None:
+                    self.seq, self.origin = seq, origin
+                self.rev += 1
+        finally:
+            self._quiet = False
+
+    def _guard(self, change: dict[str, Any], fn: Callable[[], None]) -> None:
+        """Run ``fn`` for a trait set from Python; on error revert the trait and show the error."""
+        if self._quiet:
+            return
+        try:
+            with self._publish(origin=""):
+                fn()
+        except Exception as exc:
+            self._quiet = True
+            try:
+                with self.hold_sync():
+                    if not _same(change["old"], change["new"]):
+                        setattr(self, change["name"], change["old"])
+                    self.error = _message(exc)
+                    self.rev += 1
+            finally:
+                self._quiet = False
+            raise
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)):
+        return text
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,369 @@
+"""FeatureLab: toggle and steer the features of one site, see predictions change live."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+
+from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
+from ..engine.bases import Basis, as_vector
+from .base import Array, WidgetBase, bundle
+
+__all__ = ["FeatureLab"]
+
+#: The live FeatureLab of each (lens, site): a new one replaces the old one's edits.
+_OWNERS: dict[tuple[int, str], weakref.ref[FeatureLab]] = {}
+
+_READOUTS = ("softmax", "sigmoid", "identity")
+
+
+class FeatureLab(WidgetBase):
+    """Toggle (ablate) and steer the features of one site; watch the predictions.
+
+    For the chosen input the widget shows the model's class probabilities with
+    every edit off (baseline) and with the edits on (edited), and lists the
+    site's features, each with an on/off switch (off = zero-ablated) and a
+    steering slider (adds ``alpha`` times the feature's vector). Other edits
+    made on the same lens in Python apply too.
+
+    Parameters
+    ----------
+    lens : Lens
+        The lens on the model (its hooks are reused; the widget adds none).
+    inputs : TabularData, Tensor or array
+        Records to pick from. An object with ``X`` (and optionally ``y``,
+        ``class_names``) such as :class:`superwidgets.data.TabularData`, or a
+        tensor ``(n, ...)`` of model inputs.
+    site : str
+        Module path whose features are listed.
+    basis : Basis, optional
+        ``Neurons()`` (default) or ``Directions(vectors, names)``.
+    index : int
+        Input shown first.
+    class_names : list of str, optional
+        Names of the model's outputs (taken from ``inputs`` when it has them).
+    readout : {"softmax", "sigmoid", "identity"}
+        How outputs become the displayed values.
+    steer_max : float, optional
+        Slider range ``[-steer_max, steer_max]``; default from the activations' spread.
+
+    Examples
+    --------
+    >>> model, data = sw.zoo.load("breast-cancer-mlp")   # doctest: +SKIP
+    >>> lab = sw.FeatureLab(sw.Lens(model), inputs=data, site="hidden")
+    """
+
+    _esm = bundle("lab.js")
+    _css = bundle("lab.css")
+
+    site = traitlets.Unicode("").tag(sync=True)
+    """str: Module path whose features are listed (read-only). Default ``""``."""
+
+    feature_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Display name of each feature (unit or direction). Default ``[]``."""
+
+    class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Name of each model output. Default ``[]``."""
+
+    n_inputs = traitlets.Int(0).tag(sync=True)
+    """int: Number of inputs that can be picked. Default 0."""
+
+    index = traitlets.Int(0).tag(sync=True)
+    """int: Index of the input shown. Setting it re-runs the model. Default 0."""
+
+    input_label = traitlets.Unicode("").tag(sync=True)
+    """str: Caption of the shown input (e.g. its true label). Default ``""``."""
+
+    ablated = traitlets.List(traitlets.Int()).tag(sync=True)
+    """list of int: Features switched off (zero-ablated). Setting it re-runs the model. Default ``[]``."""
+
+    steer = Array()
+    """ndarray float32 (k,): Steering amount per feature (0 = none). Setting it re-runs the model. Default zeros."""
+
+    steer_max = traitlets.Float(1.0).tag(sync=True)
+    """float: Slider range is ``[-steer_max, steer_max]``. Default from the data."""
+
+    baseline = Array()
+    """ndarray float32 (C,): Displayed outputs with every edit off. Default ``None`` until the first run."""
+
+    edited = Array()
+    """ndarray float32 (C,): Displayed outputs with the edits on. Default ``None`` until the first run."""
+
+    activations = Array()
+    """ndarray float32 (k,): Each feature's clean coordinate for the shown input. Default ``None``."""
+
+    readout = traitlets.Unicode("softmax").tag(sync=True)
+    """str: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: how outputs are displayed. Default ``"softmax"``."""
+
+    def __init__(
+        self,
+        lens: Lens,
+        inputs: Any,
+        site: str,
+        *,
+        basis: Basis | None = None,
+        index: int = 0,
+        class_names: list[str] | None = None,
+        readout: str = "softmax",
+        steer_max: float | None = None,
+    ) -> None:
+        if not isinstance(lens, Lens):
+            raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
+        if readout not in _READOUTS:
+            raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
+        self._lens = lens
+        self._X, labels, names, label_names = _inputs(inputs)
+        self._labels = labels
+        self._basis = basis if basis is not None else Neurons()
+        self._x_cache: tuple[int, torch.Tensor] | None = None
+        x0 = self._x(0 if not 0 <= index < len(self._X) else index)
+        shape = lens.activations(x0, site)[site].shape
+        width = int(shape[1] if len(shape) == 4 else shape[-1])
+        feature_names = self._basis.names(width)
+        self._width = width
+        out = lens.run(x0).baseline
+        n_out = int(torch.as_tensor(out).reshape(-1).numel())
+        class_names = class_names or label_names or [f"output {i}" for i in range(n_out)]
+        if len(class_names) != n_out:
+            raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
+        super().__init__()
+        self._replace_previous(site)
+        self._ablate: Edit = lens.edit(site, Ablate([0]), basis=self._basis, enabled=False, name="FeatureLab ablate")
+        self._steer: Edit = lens.edit(site, Steer(feature=0, alpha=0.0), basis=self._basis, enabled=False, name="FeatureLab steer")
+        self._replaced = False
+        self._quiet = True
+        try:
+            self.site = site
+            self.readout = readout
+            self.feature_names = feature_names
+            self.class_names = list(class_names)
+            self.n_inputs = len(self._X)
+            self.steer = np.zeros(len(feature_names), dtype=np.float32)
+            self.steer_max = float(steer_max) if steer_max is not None else self._default_steer_max(site)
+        finally:
+            self._quiet = False
+        self._handle("request", self._on_request)
+        with self._publish():
+            self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
+
+    # ---------------------------------------------------------------- public
+    @property
+    def lens(self) -> Lens:
+        """The lens the widget edits."""
+        return self._lens
+
+    @property
+    def edits(self) -> list[Edit]:
+        """The widget's own edits (ablation, steering) on the lens."""
+        return [self._ablate, self._steer]
+
+    def add_direction(self, name: str, vector: Any) -> None:
+        """Add a named direction to a ``Directions`` basis (the list grows by one).
+
+        Raises
+        ------
+        ValueError
+            Wrong length, NaN/Inf, or the widget uses the neuron basis. The
+            error also shows in the widget's error area; nothing changes.
+        """
+        try:
+            if not isinstance(self._basis, Directions):
+                raise ValueError("add_direction needs a FeatureLab built with basis=sw.Directions(...)")
+            v = as_vector(vector, "direction").flatten()
+            if v.numel() != self._width:
+                raise ValueError(f"direction {name!r} has length {v.numel()} but site {self.site!r} has {self._width} features")
+            new = Directions(torch.cat([self._basis.vectors(self._width), v[None]]), [*self.feature_names, str(name)])
+        except Exception as exc:
+            with self.hold_sync():
+                self.error = str(exc)
+                self.rev += 1
+            raise
+        self._basis = new
+        self._ablate.basis = self._steer.basis = new
+        self._ablate._compiled.clear()
+        self._steer._compiled.clear()
+        with self._publish():
+            self.feature_names = new.names(self._width)
+            self._apply(self.index, list(self.ablated), np.append(self.steer, np.float32(0)))
+
+    def reset(self) -> None:
+        """Switch every feature back on and every slider to 0."""
+        with self._publish():
+            self._apply(self.index, [], np.zeros(len(self.feature_names), dtype=np.float32))
+
+    def refresh(self) -> None:
+        """Re-run the model (e.g. after editing the lens from Python)."""
+        with self._publish():
+            self._apply(self.index, list(self.ablated), self.steer)
+
+    def to_figure(self) -> Any:
+        """A matplotlib figure of the current state (predictions and features).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        k = len(self.feature_names)
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.25 * k + 1)), width_ratios=[1, 1.3])
+        y = np.arange(len(self.class_names))
+        ax1.barh(y - 0.2, self.baseline, height=0.4, label="baseline", color="#9e9e9e")
+        ax1.barh(y + 0.2, self.edited, height=0.4, label="edited", color="#1976d2")
+        for i, (b, e) in enumerate(zip(self.baseline, self.edited, strict=True)):
+            ax1.text(max(b, e), i, f"  Δ {e - b:+.3f}", va="center", fontsize=8)
+        ax1.set_yticks(y, self.class_names)
+        ax1.invert_yaxis()
+        ax1.set_title(f"{self.input_label}")
+        ax1.legend(loc="lower right", fontsize=8)
+        yk = np.arange(k)
+        off = set(self.ablated)
+        colors = ["#e53935" if i in off else "#607d8b" for i in range(k)]
+        ax2.barh(yk, self.activations, color=colors, height=0.7, label="activation")
+        steer = self.steer
+        ax2.scatter(steer, yk, marker="|", s=120, color="#ff9800", label="steer", zorder=3)
+        ax2.set_yticks(yk, self.feature_names, fontsize=7)
+        ax2.invert_yaxis()
+        ax2.axvline(0, color="k", lw=0.5)
+        ax2.set_title(f"site {self.site!r} (red = ablated)")
+        ax2.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    # ---------------------------------------------------------------- observers
+    @traitlets.observe("index", "ablated", "steer")
+    def _on_python_change(self, change: dict[str, Any]) -> None:
+        def run() -> None:
+            index = change["new"] if change["name"] == "index" else self.index
+            ablated = change["new"] if change["name"] == "ablated" else list(self.ablated)
+            steer = change["new"] if change["name"] == "steer" else self.steer
+            self._apply(index, ablated, steer)
+
+        self._guard(change, run)
+
+    def _on_request(self, content: dict[str, Any], buffers: list[Any]) -> None:
+        index = content.get("index", self.index)
+        ablated = content.get("ablated", list(self.ablated))
+        steer = np.frombuffer(buffers[0], dtype=np.float32).copy() if buffers else self.steer
+        self._apply(index, ablated, steer)
+
+    # ---------------------------------------------------------------- engine
+    def _apply(self, index: Any, ablated: Any, steer: Any) -> None:
+        """Validate the controls, run the model, write results; restores edits on failure."""
+        if self._replaced:
+            raise RuntimeError("a newer FeatureLab on this lens and site replaced this one; use the newer widget")
+        k = len(self.feature_names)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"index must be an integer, got {index!r}")
+        index = int(index)
+        if not 0 <= index < len(self._X):
+            raise ValueError(f"index {index} is out of range; pick 0..{len(self._X) - 1}")
+        try:
+            ablated = sorted({int(i) for i in ablated})
+        except (TypeError, ValueError):
+            raise ValueError(f"ablated must be a list of feature indices, got {ablated!r}") from None
+        bad = [i for i in ablated if not 0 <= i < k]
+        if bad:
+            raise ValueError(f"ablated features {bad} are out of range; this site has {k} features (0..{k - 1})")
+        steer = np.asarray(steer, dtype=np.float32).reshape(-1)
+        if steer.shape != (k,):
+            raise ValueError(f"steer must have one value per feature ({k}), got {steer.shape[0]}")
+        if not np.isfinite(steer).all():
+            raise ValueError("steer contains NaN or Inf; slider values must be finite")
+        x = self._x(index)
+        old = (self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled)
+        try:
+            if ablated:
+                self._ablate.op = Ablate(ablated)
+            self._ablate.enabled = bool(ablated)
+            vecs = self._basis.vectors(self._width)
+            direction = torch.from_numpy(steer) if vecs is None else torch.from_numpy(steer) @ vecs
+            self._steer.op = Steer(direction=direction, alpha=1.0)
+            self._steer.enabled = bool(np.any(steer != 0))
+            result = self._lens.run(x)
+            acts = self._lens.activations(x, self.site)[self.site]
+        except Exception:
+            self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled = old
+            raise
+        self.index = index
+        self.ablated = ablated
+        self.steer = steer
+        self.baseline = self._readout(result.baseline)
+        self.edited = self._readout(result.edited)
+        self.activations = self._coordinates(acts)
+        self.input_label = self._label(index)
+
+    def _x(self, index: int) -> torch.Tensor:
+        # one tensor object per shown input, so the lens's baseline cache hits
+        if self._x_cache is None or self._x_cache[0] != index:
+            self._x_cache = (index, self._X[index : index + 1])
+        return self._x_cache[1]
+
+    def _readout(self, out: Any) -> np.ndarray:
+        t = out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
+        t = t.detach().float().reshape(-1)
+        if self.readout == "softmax":
+            t = torch.softmax(t, 0)
+        elif self.readout == "sigmoid":
+            t = torch.sigmoid(t)
+        return t.cpu().numpy().astype(np.float32)
+
+    def _coordinates(self, acts: torch.Tensor) -> np.ndarray:
+        h = acts.float()
+        h = h.movedim(1, -1).mean(dim=(1, 2)) if h.ndim == 4 else h.reshape(-1, h.shape[-1])
+        h = h[0]
+        vecs = self._basis.vectors(self._width)
+        if vecs is not None:
+            h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+        return h.cpu().numpy().astype(np.float32)
+
+    def _label(self, index: int) -> str:
+        if self._labels is None:
+            return f"input {index}"
+        return f"input {index} · true: {self._labels[index]}"
+
+    def _default_steer_max(self, site: str) -> float:
+        sample = self._X[: min(len(self._X), 1024)]
+        acts = self._lens.activations(sample, site)[site].float()
+        acts = acts.movedim(1, -1) if acts.ndim == 4 else acts
+        coords = acts.reshape(-1, acts.shape[-1])
+        vecs = self._basis.vectors(self._width)
+        if vecs is not None:
+            coords = coords @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+        top = float(coords.abs().max()) if coords.numel() else 1.0
+        return float(np.ceil(max(top, 1e-3) * 1.5 * 10) / 10)
+
+    def _replace_previous(self, site: str) -> None:
+        key = (id(self._lens), site)
+        ref = _OWNERS.get(key)
+        prev = ref() if ref is not None else None
+        if prev is not None and prev is not self:
+            prev._replaced = True
+            for e in prev.edits:
+                self._lens.remove(e)
+            with prev.hold_sync():
+                prev.error = "a newer FeatureLab on this lens and site replaced this one; use the newer widget"
+                prev.rev += 1
+        _OWNERS[key] = weakref.ref(self)
+
+
+def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | None, list[str] | None]:
+    """Normalise ``inputs`` to (X, label text per row, feature names, class names)."""
+    X = getattr(inputs, "X", inputs)
+    if isinstance(X, np.ndarray):
+        X = torch.from_numpy(X)
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"inputs must be a data set with .X or a tensor/array of inputs, got {type(inputs).__name__}")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"inputs must have shape (n, ...) with n >= 1, got {tuple(X.shape)}")
+    class_names = getattr(inputs, "class_names", None)
+    y = getattr(inputs, "y", None)
+    labels = None
+    if y is not None:
+        ys = [int(v) for v in torch.as_tensor(y).reshape(-1).tolist()]
+        labels = [class_names[v] if class_names and 0 <= v < len(class_names) else str(v) for v in ys]
+    return X, labels, getattr(inputs, "feature_names", None), class_names
