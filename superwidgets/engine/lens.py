@@ -157,7 +157,10 @@ class Lens:
     Notes
     -----
     One forward hook is registered per bound site and stays until
-    :meth:`close`; with no enabled edit at a site it returns at once. A new
+    :meth:`close`; with no enabled edit at a site it returns at once. While
+    the lens is open, enabled edits act on *every* forward of the model,
+    your own ``model(x)`` calls included (that is what makes steering live);
+    use :meth:`off` or ``lens.run(x).baseline`` for clean outputs. A new
     Lens on the same model closes the previous one, so re-running a notebook
     cell never stacks hooks. Runs use ``torch.no_grad()`` and eval mode (the
     model's mode is restored afterwards).
@@ -370,7 +373,7 @@ class Lens:
             try:
                 op.check(width, basis)
             except ValueError as exc:
-                raise ValueError(f"edit at site {site!r}: {exc}") from None
+                raise EditError(f"edit at site {site!r}: {exc}") from None
 
     # ------------------------------------------------------------------ runs
     def run(self, inputs: Any, *, baseline: bool = True) -> RunResult:
@@ -417,6 +420,7 @@ class Lens:
         def make(name: str) -> Any:
             def rec(_m: nn.Module, _a: Any, out: Any) -> None:
                 got[name] = get_element(out, 0).detach()
+                self._shapes[name] = tuple(got[name].shape)
 
             return rec
 
@@ -444,6 +448,13 @@ class Lens:
         fd = feature_dim if feature_dim is not None else (1 if acts.ndim == 4 else -1)
         flat = acts.movedim(fd, -1).reshape(-1, acts.shape[fd])
         return flat.double().mean(0).float().cpu()
+
+    @contextlib.contextmanager
+    def off(self) -> Iterator[None]:
+        """Switch every edit off for the duration of a ``with`` block (your own ``model(x)`` calls run clean)."""
+        self._check_open()
+        with self._clean():
+            yield
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import fnmatch
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,7 +104,7 @@ def resolve_site(model: nn.Module, name: str) -> nn.Module:
 
 
 def resolve_sites(model: nn.Module, patterns: list[str] | str) -> list[str]:
-    """Expand site names and glob patterns (``"layers.*.mlp"``) to module paths.
+    """Expand site names and glob patterns (``"layers.*.mlp"``; ``**`` spans dots) to module paths.
 
     Raises
     ------
@@ -117,7 +117,8 @@ def resolve_sites(model: nn.Module, patterns: list[str] | str) -> list[str]:
     out: list[str] = []
     for p in patterns:
         if any(ch in p for ch in "*?["):
-            hits = [s for s in sites if fnmatch.fnmatchcase(s, p)]
+            rx = _glob(p)
+            hits = [s for s in sites if rx.fullmatch(s)]
             if not hits:
                 raise SiteError(f"site pattern {p!r} matches no module; list them with lens.sites()")
         else:
@@ -125,6 +126,26 @@ def resolve_sites(model: nn.Module, patterns: list[str] | str) -> list[str]:
             hits = [p]
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """``*`` matches within one path segment, ``**`` across segments, ``?`` one character."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^.]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^.]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 Element = int | str

@@ -1,0 +1,206 @@
+"""FeatureLab state without a browser: traits drive the engine, errors land in the error area."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _util import hook_count
+
+import superwidgets as sw
+from superwidgets.widgets.base import array_from_json, array_to_json
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return sw.zoo.load("breast-cancer-mlp")
+
+
+@pytest.fixture
+def lab(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    w = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+    yield w
+    lens.close()
+
+
+def expected(model, x, ablated=(), steer=None):
+    """The edited probabilities computed by hand (functional ops: no module hooks involved)."""
+    with torch.no_grad():
+        h = torch.relu(F.linear(x, model.inp.weight, model.inp.bias))
+        h[:, list(ablated)] = 0
+        if steer is not None:
+            h = h + torch.as_tensor(steer)
+        return torch.softmax(F.linear(h, model.out.weight, model.out.bias), -1)[0].numpy()
+
+
+def request(w, seq, **content):
+    steer = content.pop("steer", None)
+    buffers = [np.asarray(steer, dtype=np.float32).tobytes()] if steer is not None else []
+    w._dispatch(w, {"type": "request", "seq": seq, "origin": "view-a", **content}, buffers)
+
+
+def test_initial_state(lab, zoo):
+    model, data = zoo
+    assert lab.site == "hidden"
+    assert lab.feature_names == [f"unit {i}" for i in range(16)]
+    assert lab.class_names == ["malignant", "benign"]
+    assert lab.n_inputs == 569
+    assert lab.input_label == "input 38 · true: malignant"
+    np.testing.assert_allclose(lab.baseline, expected(model, data.X[38:39]), atol=1e-6)
+    np.testing.assert_array_equal(lab.edited, lab.baseline)
+    assert lab.activations.shape == (16,)
+    assert lab.error == ""
+
+
+def test_setting_traits_runs_the_engine(lab, zoo):
+    model, data = zoo
+    lab.ablated = [13]
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[38:39], ablated=[13]), atol=1e-6)
+    assert lab.edited[0] < lab.baseline[0] - 0.1
+    steer = np.zeros(16, np.float32)
+    steer[3] = 2.0
+    lab.steer = steer
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[38:39], ablated=[13], steer=steer), atol=1e-6)
+    lab.index = 0
+    np.testing.assert_allclose(lab.baseline, expected(model, data.X[0:1]), atol=1e-6)
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[0:1], ablated=[13], steer=steer), atol=1e-6)
+
+
+def test_requests_from_the_view(lab, zoo):
+    model, data = zoo
+    steer = np.zeros(16, np.float32)
+    steer[5] = -1.0
+    rev = lab.rev
+    request(lab, 7, index=12, ablated=[1, 2], steer=steer)
+    assert (lab.seq, lab.origin, lab.index, lab.ablated) == (7, "view-a", 12, [1, 2])
+    assert lab.rev == rev + 1
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[12:13], ablated=[1, 2], steer=steer), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"index": 100000}, "index 100000 is out of range; pick 0..568"),
+        ({"index": "3"}, "index must be an integer"),
+        ({"ablated": [99]}, "ablated features [99] are out of range"),
+        ({"steer": [1.0, 2.0, 3.0]}, "steer must have one value per feature (16), got 3"),
+        ({"steer": [float("nan")] * 16}, "steer contains NaN or Inf"),
+    ],
+)
+def test_bad_requests_show_error_and_keep_state(lab, content, message):
+    lab.ablated = [13]
+    good = (lab.index, list(lab.ablated), lab.steer.copy(), lab.edited.copy())
+    request(lab, 9, **content)
+    assert message in lab.error
+    assert lab.seq == 9  # the view learns its request was answered
+    assert (lab.index, list(lab.ablated)) == good[:2]
+    np.testing.assert_array_equal(lab.steer, good[2])
+    np.testing.assert_array_equal(lab.edited, good[3])
+    request(lab, 10, ablated=[])  # the widget keeps working and clears the error
+    assert lab.error == ""
+    np.testing.assert_array_equal(lab.edited, lab.baseline)
+
+
+def test_bad_python_value_raises_reverts_and_shows(lab):
+    with pytest.raises(ValueError, match="out of range"):
+        lab.index = 5000
+    assert lab.index == 38
+    assert "out of range" in lab.error
+    with pytest.raises(ValueError, match="one value per feature"):
+        lab.steer = np.zeros(3)
+    assert lab.steer.shape == (16,)
+    lab.ablated = [1]
+    assert lab.error == ""
+
+
+def test_bad_direction_in_direction_basis(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    torch.manual_seed(0)
+    lab = sw.FeatureLab(lens, inputs=data, site="hidden", basis=sw.Directions(torch.randn(3, 16), ["a", "b", "c"]))
+    before = lab.edited.copy()
+    with pytest.raises(ValueError, match="has length 5 but site 'hidden' has 16"):
+        lab.add_direction("bad", torch.ones(5))
+    assert "has length 5" in lab.error
+    assert lab.feature_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(lab.edited, before)
+    lab.add_direction("d", torch.ones(16))
+    assert lab.feature_names == ["a", "b", "c", "d"] and lab.error == ""
+    steer = np.array([0, 0, 0, 1.5], np.float32)
+    lab.steer = steer
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[0:1], steer=1.5 * torch.ones(16)), atol=1e-6)
+    lens.close()
+
+
+def test_python_edits_on_the_lens_apply(lab, zoo):
+    model, data = zoo
+    e = lab.lens.edit("hidden", sw.Ablate([13]))
+    lab.refresh()
+    np.testing.assert_allclose(lab.edited, expected(model, data.X[38:39], ablated=[13]), atol=1e-6)
+    lab.lens.remove(e)
+
+
+def test_rebuilding_widget_replaces_not_stacks(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    for _ in range(4):
+        w = sw.FeatureLab(lens, inputs=data, site="hidden")
+    assert len(lens.edits) == 2
+    assert hook_count(model) == 1
+    lens2 = sw.Lens(model)  # re-running the whole cell: a new lens replaces the old one's hooks
+    sw.FeatureLab(lens2, inputs=data, site="hidden")
+    assert hook_count(model) == 1
+    lens2.close()
+    assert hook_count(model) == 0
+    assert w.error == ""
+
+
+def test_replaced_widget_says_so(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    old = sw.FeatureLab(lens, inputs=data, site="hidden")
+    sw.FeatureLab(lens, inputs=data, site="hidden")
+    assert "replaced" in old.error
+    request(old, 1, ablated=[1])
+    assert "replaced" in old.error
+    lens.close()
+
+
+def test_arrays_travel_as_binary(lab):
+    state = lab.get_state()
+    for key in ("baseline", "edited", "activations", "steer"):
+        wire = state[key]
+        assert isinstance(wire["view"], memoryview)
+        assert wire["dtype"] == "float32"
+        back = array_from_json(wire)
+        np.testing.assert_array_equal(back, getattr(lab, key))
+    assert array_to_json(np.arange(3))["dtype"] == "int32"
+
+
+def test_to_figure(lab):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    lab.ablated = [13]
+    fig = lab.to_figure()
+    ax1, ax2 = fig.axes
+    assert [t.get_text() for t in ax1.get_yticklabels()] == ["malignant", "benign"]
+    assert len(ax2.patches) == 16
+    assert ax2.patches[13].get_facecolor()[:3] == pytest.approx(matplotlib.colors.to_rgb("#e53935"))
+
+
+def test_bad_constructor_arguments(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    with pytest.raises(ValueError, match="unknown site 'hiden'; did you mean 'hidden'"):
+        sw.FeatureLab(lens, inputs=data, site="hiden")
+    with pytest.raises(TypeError, match="needs a superwidgets Lens"):
+        sw.FeatureLab(model, inputs=data, site="hidden")
+    with pytest.raises(ValueError, match="readout must be one of"):
+        sw.FeatureLab(lens, inputs=data, site="hidden", readout="probit")
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        sw.FeatureLab(lens, inputs=data, site="hidden", colour="red")
+    lens.close()
