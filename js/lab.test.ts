@@ -1,0 +1,277 @@
+import type { AnyModel } from "@anywidget/types";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { render, type LabState } from "./lab";
+import type { WireArray } from "./lib/codec";
+
+// same shape as anywidget's EventHandler
+type Handler = (...args: any[]) => void;
+
+interface Sent {
+  content: Record<string, unknown>;
+  callbacks: unknown;
+  buffers: Array<ArrayBuffer | ArrayBufferView>;
+}
+
+/** Backbone-like model with the AnyModel surface the view uses; records sends and counts listeners. */
+class FakeModel implements AnyModel<LabState> {
+  private attrs: LabState;
+  private handlers = new Map<string, Handler[]>();
+  readonly sent: Sent[] = [];
+  saves = 0;
+  widget_manager = {
+    get_model: (): Promise<never> => Promise.reject(new Error("not available in tests")),
+  };
+
+  constructor(state: LabState) {
+    this.attrs = { ...state };
+  }
+
+  get<K extends keyof LabState>(key: K): LabState[K] {
+    return this.attrs[key];
+  }
+
+  set<K extends keyof LabState>(key: K, value: LabState[K]): void {
+    this.update({ [key]: value } as Partial<LabState>);
+  }
+
+  /** Backbone set(hash): assign every attribute first, then fire change:<key> for each changed one, then change. */
+  update(patch: Partial<LabState>): void {
+    const changed = (Object.keys(patch) as Array<keyof LabState>).filter((k) => this.attrs[k] !== patch[k]);
+    this.attrs = { ...this.attrs, ...patch };
+    for (const k of changed) this.trigger(`change:${k}`);
+    if (changed.length) this.trigger("change");
+  }
+
+  on(eventName: string, callback: Handler): void {
+    const list = this.handlers.get(eventName) ?? [];
+    list.push(callback);
+    this.handlers.set(eventName, list);
+  }
+
+  off(eventName?: string | null, callback?: Handler | null): void {
+    for (const [name, list] of this.handlers) {
+      if (eventName != null && name !== eventName) continue;
+      const kept = callback == null ? [] : list.filter((f) => f !== callback);
+      if (kept.length) this.handlers.set(name, kept);
+      else this.handlers.delete(name);
+    }
+  }
+
+  trigger(eventName: string, ...args: unknown[]): void {
+    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
+  }
+
+  listenerCount(): number {
+    let n = 0;
+    for (const list of this.handlers.values()) n += list.length;
+    return n;
+  }
+
+  save_changes(): void {
+    this.saves += 1;
+  }
+
+  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void {
+    this.sent.push({ content: content as Record<string, unknown>, callbacks, buffers: [...(buffers ?? [])] });
+  }
+}
+
+/** A float32 wire array whose DataView sits at a misaligned offset of a larger buffer, like a kernel message. */
+function wire(values: number[], offset = 0): WireArray {
+  const buf = new ArrayBuffer(offset + values.length * 4);
+  const view = new DataView(buf, offset, values.length * 4);
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  return { view, dtype: "float32", shape: [values.length] };
+}
+
+const f32 = (xs: number[]): number[] => xs.map(Math.fround);
+
+function baseState(over: Partial<LabState> = {}): LabState {
+  return {
+    site: "mlp.0",
+    feature_names: ["alpha", "beta", "gamma"],
+    class_names: ["benign", "malignant"],
+    n_inputs: 5,
+    index: 0,
+    input_label: "sample 0 (benign)",
+    ablated: [],
+    steer: wire([0, 0, 0]),
+    steer_max: 4,
+    baseline: wire([0.7, 0.3], 1),
+    edited: wire([0.6, 0.4], 2),
+    activations: wire([0.5, -1.25, 2]),
+    readout: "softmax",
+    error: "",
+    rev: 1,
+    seq: 0,
+    origin: "",
+    ...over,
+  };
+}
+
+let el: HTMLElement;
+let model: FakeModel;
+let cleanup: () => void;
+
+function mount(over: Partial<LabState> = {}): void {
+  model = new FakeModel(baseState(over));
+  cleanup = render({ model, el });
+}
+
+const $ = <E extends Element = HTMLElement>(sel: string): E => {
+  const found = el.querySelector<E>(sel);
+  if (!found) throw new Error(`no ${sel}`);
+  return found;
+};
+const $$ = <E extends Element = HTMLElement>(sel: string): E[] => Array.from(el.querySelectorAll<E>(sel));
+const viewId = (): string => $(".sw-lab").getAttribute("data-view") ?? "";
+const preds = (attr: "data-baseline" | "data-edited"): number[] => $$(".sw-pred").map((r) => Number(r.getAttribute(attr)));
+const sliders = (): HTMLInputElement[] => $$<HTMLInputElement>(".sw-slider");
+const toggles = (): HTMLInputElement[] => $$<HTMLInputElement>(".sw-toggle");
+const steerOf = (s: Sent): number[] => {
+  expect(s.buffers).toHaveLength(1);
+  const b = s.buffers[0];
+  expect(b).toBeInstanceOf(ArrayBuffer);
+  return Array.from(new Float32Array(b as ArrayBuffer));
+};
+
+/** What the kernel does after computing a request: set the outputs at once, rev last. */
+function respond(seq: number, edited: number[], extra: Partial<LabState> = {}): void {
+  model.update({ seq, origin: viewId(), edited: wire(edited), rev: model.get("rev") + 1, ...extra });
+}
+
+function slide(i: number, value: number): void {
+  const s = sliders()[i];
+  s.value = String(value);
+  s.dispatchEvent(new Event("input", { bubbles: true }));
+}
+
+beforeEach(() => {
+  el = document.createElement("div");
+  document.body.appendChild(el);
+});
+
+afterEach(() => {
+  cleanup?.();
+  el.remove();
+});
+
+describe("FeatureLab view", () => {
+  test("renders one .sw-pred row per class with baseline/edited attributes", () => {
+    mount();
+    const rows = $$(".sw-pred");
+    expect(rows).toHaveLength(2);
+    expect(rows.map((r) => r.getAttribute("data-class"))).toEqual(["0", "1"]);
+    expect(preds("data-baseline")).toEqual(f32([0.7, 0.3]));
+    expect(preds("data-edited")).toEqual(f32([0.6, 0.4]));
+    expect(rows.map((r) => r.querySelector(".sw-class-name")?.textContent)).toEqual(["benign", "malignant"]);
+    expect($$(".sw-feature")).toHaveLength(3);
+    expect(toggles().every((t) => t.checked)).toBe(true);
+    expect($(".sw-lab").dataset.rev).toBe("1");
+    expect($(".sw-input-label").textContent).toBe("sample 0 (benign)");
+    expect($(".sw-error").hidden).toBe(true);
+    expect(model.sent).toHaveLength(0);
+  });
+
+  test("every input and button carries data-lm-suppress-shortcuts", () => {
+    mount();
+    const controls = $$("input, button, select, textarea");
+    // prev, next, index, reset + a toggle and a slider per feature
+    expect(controls.length).toBe(4 + 2 * 3);
+    for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+  });
+
+  test("unchecking a toggle sends one request with ablated=[i] and one float32 buffer", () => {
+    mount();
+    const t = toggles()[1];
+    t.checked = false;
+    t.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent).toHaveLength(1);
+    const [msg] = model.sent;
+    expect(msg.content).toEqual({ type: "request", seq: 1, origin: viewId(), index: 0, ablated: [1] });
+    expect(steerOf(msg)).toEqual([0, 0, 0]);
+    expect($$(".sw-feature")[1].classList.contains("sw-off")).toBe(true);
+    expect($(".sw-lab").classList.contains("sw-busy")).toBe(true);
+  });
+
+  test("10 quick slider moves send one request, then exactly one more with the latest value", () => {
+    mount();
+    const values = [0.1, 0.3, 0.5, 0.8, 1.1, 1.4, 1.7, 2.0, 2.3, 2.6];
+    for (const v of values) slide(2, v);
+    expect(model.sent).toHaveLength(1);
+    expect(model.sent[0].content).toMatchObject({ type: "request", seq: 1, ablated: [] });
+    expect(steerOf(model.sent[0])).toEqual(f32([0, 0, 0.1]));
+
+    respond(1, [0.55, 0.45]);
+    expect(model.sent).toHaveLength(2);
+    expect(model.sent[1].content).toMatchObject({ type: "request", seq: 2, origin: viewId() });
+    expect(steerOf(model.sent[1])).toEqual(f32([0, 0, 2.6]));
+    // the response to seq 1 is shown while seq 2 is in flight
+    expect(preds("data-edited")).toEqual(f32([0.55, 0.45]));
+
+    respond(2, [0.2, 0.8]);
+    expect(model.sent).toHaveLength(2);
+    expect(preds("data-edited")).toEqual(f32([0.2, 0.8]));
+    expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
+  });
+
+  test("a stale response (older seq from this view) does not change the DOM", () => {
+    mount();
+    slide(0, 1); // seq 1
+    slide(0, 2); // pending
+    respond(1, [0.5, 0.5]); // sends seq 2
+    respond(2, [0.1, 0.9]);
+    expect(model.sent).toHaveLength(2);
+    const before = el.innerHTML;
+    expect(preds("data-edited")).toEqual(f32([0.1, 0.9]));
+
+    // a late duplicate answer to seq 1 arrives after seq 2 was shown
+    respond(1, [0.99, 0.01], { input_label: "should not show", error: "should not show" });
+    expect(el.innerHTML).toBe(before);
+    expect(preds("data-edited")).toEqual(f32([0.1, 0.9]));
+    expect($(".sw-error").hidden).toBe(true);
+    expect(model.sent).toHaveLength(2);
+  });
+
+  test("an error shows in .sw-error and a later rev with an empty error hides it", () => {
+    mount();
+    model.update({ error: "site mlp.9 not found", rev: 2 });
+    const err = $(".sw-error");
+    expect(err.hidden).toBe(false);
+    expect(err.textContent).toBe("site mlp.9 not found");
+    model.update({ error: "", rev: 3 });
+    expect(err.hidden).toBe(true);
+    expect(err.textContent).toBe("");
+  });
+
+  test("HTML in class and feature names is shown as text", () => {
+    const evil = "<img src=x onerror=alert(1)>";
+    mount({ class_names: [evil, "b"], feature_names: [evil, "f1", "f2"] });
+    expect(el.querySelector("img")).toBeNull();
+    expect($$(".sw-class-name")[0].textContent).toBe(evil);
+    expect($$(".sw-feature-name")[0].textContent).toBe(evil);
+  });
+
+  test("a response from another view refreshes controls from the model", () => {
+    mount();
+    model.update({ ablated: [2], index: 3, rev: 2, origin: "someone-else", seq: 7 });
+    expect(toggles().map((t) => t.checked)).toEqual([true, true, false]);
+    expect($<HTMLInputElement>(".sw-index").value).toBe("3");
+  });
+
+  test("cleanup removes every model listener and the DOM", () => {
+    mount();
+    const slider = sliders()[0];
+    expect(model.listenerCount()).toBeGreaterThan(0);
+    cleanup();
+    expect(model.listenerCount()).toBe(0);
+    expect(el.querySelector(".sw-lab")).toBeNull();
+    expect(el.childNodes).toHaveLength(0);
+    // detached controls no longer talk to the model
+    slider.value = "1";
+    slider.dispatchEvent(new Event("input"));
+    expect(model.sent).toHaveLength(0);
+    model.update({ error: "late", rev: 9 });
+    expect(el.childNodes).toHaveLength(0);
+  });
+});
