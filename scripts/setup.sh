@@ -19,14 +19,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
+.venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0" 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 echo "setup: npm ci + JS build"
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
 
 echo "setup: installing superwidgets (editable) with lab and test extras"
-"${PIP[@]}" -e ".[lab,test]"
+"${PIP[@]}" -e ".[lab,test]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 if [ "${WITH_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Debian's chromium for the browser tests"

@@ -8,12 +8,11 @@ import sys
 
 import pytest
 import torch
+from _util import assert_same_state, hook_count, state
 from torch import nn
 
 import superwidgets as sw
 from superwidgets.engine import LensClosedError
-
-from _util import assert_same_state, hook_count, state
 
 
 def test_unknown_site_lists_close_matches(mlp):
@@ -33,7 +32,17 @@ def test_sites_list_paths_and_shapes(nested):
         assert [s.shape for s in lens.sites()] == [None] * len(lens.sites())
         lens.run(torch.randn(3, 4))
         info = {s.name: s for s in lens.sites()}
-        assert set(info) == {"embed", "layers", "layers.0", "layers.0.lin", "layers.1", "layers.1.lin", "head", "head.norm", "head.out"}
+        assert set(info) == {
+            "embed",
+            "layers",
+            "layers.0",
+            "layers.0.lin",
+            "layers.1",
+            "layers.1.lin",
+            "head",
+            "head.norm",
+            "head.out",
+        }
         assert info["layers.0"].shape == (3, 8)  # element 0 of the tuple output
         assert info["head.out"].shape == (3, 3)
         assert info["layers.0"].module == "TupleBlock"

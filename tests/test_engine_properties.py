@@ -43,10 +43,16 @@ def flaky_model() -> nn.Module:
 
 ops = st.one_of(
     st.builds(lambda f: sw.Ablate(f), st.lists(st.integers(0, 5), min_size=1, max_size=3)),
-    st.builds(lambda f, a: sw.Scale(f, factor=a), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.floats(-3, 3)),
+    st.builds(
+        lambda f, a: sw.Scale(f, factor=a), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.floats(-3, 3)
+    ),
     st.builds(lambda f, a: sw.Clamp(f, value=a), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.floats(-3, 3)),
     st.builds(lambda i, a: sw.Steer(feature=i, alpha=a), st.integers(0, 5), st.floats(-3, 3)),
-    st.builds(lambda v, a: sw.Steer(direction=v, alpha=a), st.lists(st.floats(-2, 2), min_size=6, max_size=6), st.floats(-2, 2)),
+    st.builds(
+        lambda v, a: sw.Steer(direction=v, alpha=a),
+        st.lists(st.floats(-2, 2), min_size=6, max_size=6),
+        st.floats(-2, 2),
+    ),
     st.builds(lambda v: sw.ProjectOut(v), st.lists(st.floats(0.1, 2), min_size=6, max_size=6)),
     # a wrong-width direction: must fail cleanly and leave state as it was
     st.builds(lambda v: sw.Steer(direction=v, alpha=1.0), st.lists(st.floats(-1, 1), min_size=3, max_size=3)),

@@ -41,16 +41,20 @@ def test_training_script_is_deterministic(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_wheel_from_clean_clone_contains_bundle(tmp_path):
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     src = tmp_path / "src"
     for f in files:
         if (ROOT / f).is_file():
             (src / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, src / f)
     assert not (src / "superwidgets" / "static").exists()  # the bundle is not in git
-    out = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
-                          str(src)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("superwidgets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

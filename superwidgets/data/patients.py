@@ -88,7 +88,7 @@ def breast_cancer(seed: int = 0, test_fraction: float = 0.25) -> TabularData:
     for c in np.unique(y):
         rows = np.flatnonzero(y == c)
         rng.shuffle(rows)
-        test_idx.extend(rows[: int(round(len(rows) * test_fraction))].tolist())
+        test_idx.extend(rows[: round(len(rows) * test_fraction)].tolist())
     test = np.sort(np.asarray(test_idx))
     train = np.setdiff1d(np.arange(len(y)), test)
     mean = raw[train].mean(0)

@@ -51,11 +51,15 @@ class Basis:
         if isinstance(feature, str):
             if feature in names:
                 return names.index(feature)
-            raise ValueError(f"unknown feature {feature!r}; features are named {names[:8]}{'...' if len(names) > 8 else ''}")
+            raise ValueError(
+                f"unknown feature {feature!r}; features are named {names[:8]}{'...' if len(names) > 8 else ''}"
+            )
         if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)):
             raise ValueError(f"a feature must be an int index or a name, got {feature!r}")
         if not 0 <= int(feature) < len(names):
-            raise ValueError(f"feature {feature} is out of range; this basis has {len(names)} features (0..{len(names) - 1})")
+            raise ValueError(
+                f"feature {feature} is out of range; this basis has {len(names)} features (0..{len(names) - 1})"
+            )
         return int(feature)
 
     def vectors(self, width: int) -> torch.Tensor | None:
@@ -150,8 +154,7 @@ class Directions(Basis):
         """Raise ``ValueError`` unless the directions have length ``width``."""
         if width != self.width:
             raise ValueError(
-                f"directions have length {self.width} but the site has {width} features; "
-                f"pass vectors of length {width}"
+                f"directions have length {self.width} but the site has {width} features; pass vectors of length {width}"
             )
 
     def vectors(self, width: int) -> torch.Tensor:

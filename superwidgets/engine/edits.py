@@ -21,7 +21,7 @@ direction basis projects the span out exactly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -54,7 +54,7 @@ def _features(features: Any) -> tuple[int | str, ...]:
     except TypeError:
         raise ValueError(f"features must be an index, a name, or a list of them; got {features!r}") from None
     for f in items:
-        if isinstance(f, bool) or not isinstance(f, (int, str)) and not hasattr(f, "__index__"):
+        if isinstance(f, bool) or (not isinstance(f, (int, str)) and not hasattr(f, "__index__")):
             raise ValueError(f"features must be int indices or names; got {f!r}")
     return tuple(f if isinstance(f, str) else int(f) for f in items)
 
@@ -208,7 +208,11 @@ class MeanAblate(Op):
         return _coordinate_op(basis, width, idx, dtype, device, lambda c: target.expand_as(c), neuron)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.kind, "features": list(self.features), "mean": None if self.mean is None else self.mean.tolist()}
+        return {
+            "op": self.kind,
+            "features": list(self.features),
+            "mean": None if self.mean is None else self.mean.tolist(),
+        }
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -203,7 +203,11 @@ class Lens:
             if not name:
                 continue
             st = self._sites.get(name)
-            out.append(SiteInfo(name, type(module).__name__, self._shapes.get(name), st is not None, len(st.edits) if st else 0))
+            out.append(
+                SiteInfo(
+                    name, type(module).__name__, self._shapes.get(name), st is not None, len(st.edits) if st else 0
+                )
+            )
         return out
 
     def shape(self, site: str) -> tuple[int, ...] | None:
@@ -441,7 +445,9 @@ class Lens:
         if element != 0:
             raise ValueError("mean() supports element 0 only; pass mean= explicitly for other elements")
         if isinstance(reference, torch.Tensor) and reference.ndim > 0 and reference.shape[0] > chunk:
-            parts = [self.activations(reference[i : i + chunk], site)[site] for i in range(0, reference.shape[0], chunk)]
+            parts = [
+                self.activations(reference[i : i + chunk], site)[site] for i in range(0, reference.shape[0], chunk)
+            ]
             acts = torch.cat(parts)
         else:
             acts = self.activations(reference, site)[site]
@@ -512,7 +518,8 @@ class Lens:
                     )
                 if t.device != ref.device:
                     raise InputError(
-                        f"the input is on {t.device} but the model is on {ref.device}; move it with x.to('{ref.device}')"
+                        f"the input is on {t.device} but the model is on {ref.device}; "
+                        f"move it with x.to('{ref.device}')"
                     )
 
     def _forward(self, inputs: Any) -> Any:
@@ -574,5 +581,7 @@ def _signature(inputs: Any) -> Any:
     if isinstance(inputs, torch.Tensor):
         return (tuple(inputs.shape), inputs.dtype)
     if isinstance(inputs, dict):
-        return tuple((k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items())
+        return tuple(
+            (k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items()
+        )
     return type(inputs)

@@ -116,7 +116,7 @@ class FeatureLab(WidgetBase):
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         self._lens = lens
-        self._X, labels, names, label_names = _inputs(inputs)
+        self._X, labels, label_names = _inputs(inputs)
         self._labels = labels
         self._basis = basis if basis is not None else Neurons()
         self._x_cache: tuple[int, torch.Tensor] | None = None
@@ -133,7 +133,9 @@ class FeatureLab(WidgetBase):
         super().__init__()
         self._replace_previous(site)
         self._ablate: Edit = lens.edit(site, Ablate([0]), basis=self._basis, enabled=False, name="FeatureLab ablate")
-        self._steer: Edit = lens.edit(site, Steer(feature=0, alpha=0.0), basis=self._basis, enabled=False, name="FeatureLab steer")
+        self._steer: Edit = lens.edit(
+            site, Steer(feature=0, alpha=0.0), basis=self._basis, enabled=False, name="FeatureLab steer"
+        )
         self._replaced = False
         self._quiet = True
         try:
@@ -175,7 +177,9 @@ class FeatureLab(WidgetBase):
                 raise ValueError("add_direction needs a FeatureLab built with basis=sw.Directions(...)")
             v = as_vector(vector, "direction").flatten()
             if v.numel() != self._width:
-                raise ValueError(f"direction {name!r} has length {v.numel()} but site {self.site!r} has {self._width} features")
+                raise ValueError(
+                    f"direction {name!r} has length {v.numel()} but site {self.site!r} has {self._width} features"
+                )
             new = Directions(torch.cat([self._basis.vectors(self._width), v[None]]), [*self.feature_names, str(name)])
         except Exception as exc:
             with self.hold_sync():
@@ -351,8 +355,8 @@ class FeatureLab(WidgetBase):
         _OWNERS[key] = weakref.ref(self)
 
 
-def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | None, list[str] | None]:
-    """Normalise ``inputs`` to (X, label text per row, feature names, class names)."""
+def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
+    """Normalise ``inputs`` to (X, label text per row, class names)."""
     X = getattr(inputs, "X", inputs)
     if isinstance(X, np.ndarray):
         X = torch.from_numpy(X)
@@ -366,4 +370,4 @@ def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | No
     if y is not None:
         ys = [int(v) for v in torch.as_tensor(y).reshape(-1).tolist()]
         labels = [class_names[v] if class_names and 0 <= v < len(class_names) else str(v) for v in ys]
-    return X, labels, getattr(inputs, "feature_names", None), class_names
+    return X, labels, class_names

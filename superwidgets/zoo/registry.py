@@ -104,7 +104,9 @@ def load(name: str) -> tuple[nn.Module, Any]:
     entry = _entry(name)
     path = WEIGHTS / f"{name}.safetensors"
     if not path.exists():
-        raise FileNotFoundError(f"no shipped weights at {path}; train them with: python -m superwidgets.zoo.train {name}")
+        raise FileNotFoundError(
+            f"no shipped weights at {path}; train them with: python -m superwidgets.zoo.train {name}"
+        )
     model = entry.architecture()
     model.load_state_dict(load_file(str(path)))
     model.eval()

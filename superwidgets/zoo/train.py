@@ -48,8 +48,14 @@ def train(name: str, *, seed: int = 0) -> dict[str, float]:
         acc_te = (model(x_te).argmax(1) == y_te).float().mean().item()
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(WEIGHTS / f"{name}.safetensors"))
-    card = {"name": name, "seed": seed, "steps": entry.train_steps, "train_accuracy": round(acc_tr, 4),
-            "test_accuracy": round(acc_te, 4), "description": entry.description}
+    card = {
+        "name": name,
+        "seed": seed,
+        "steps": entry.train_steps,
+        "train_accuracy": round(acc_tr, 4),
+        "test_accuracy": round(acc_te, 4),
+        "description": entry.description,
+    }
     (WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
