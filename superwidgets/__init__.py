@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from .engine import (
+    SAE,
     Ablate,
     Clamp,
     Directions,
@@ -22,6 +23,7 @@ from .engine import (
     ModelError,
     Neurons,
     ProjectOut,
+    Resample,
     RunResult,
     Scale,
     SiteError,
@@ -38,6 +40,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "SAE",
     "Ablate",
     "Clamp",
     "Directions",
@@ -50,6 +53,7 @@ __all__ = [
     "ModelError",
     "Neurons",
     "ProjectOut",
+    "Resample",
     "RunResult",
     "Scale",
     "SiteError",

@@ -4,12 +4,13 @@ Nothing here imports Jupyter, traitlets or plotting libraries: everything a
 widget can do, a script can do with the engine alone.
 """
 
-from .bases import Basis, Directions, Neurons
-from .edits import Ablate, Clamp, Edit, MeanAblate, Op, ProjectOut, Scale, Steer
+from .bases import SAE, Basis, Directions, Neurons
+from .edits import Ablate, Clamp, Edit, MeanAblate, Op, ProjectOut, Resample, Scale, Steer
 from .lens import EditError, InputError, Lens, LensClosedError, ModelError, RunResult, SiteInfo
 from .sites import SiteError, list_sites, resolve_site
 
 __all__ = [
+    "SAE",
     "Ablate",
     "Basis",
     "Clamp",
@@ -24,6 +25,7 @@ __all__ = [
     "Neurons",
     "Op",
     "ProjectOut",
+    "Resample",
     "RunResult",
     "Scale",
     "SiteError",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Basis", "Directions", "Neurons", "as_vector", "basis_from_dict"]
+__all__ = ["SAE", "Basis", "Directions", "Neurons", "as_vector", "basis_from_dict", "pack", "unpack"]
 
 
 def as_vector(value: Any, what: str) -> torch.Tensor:
@@ -30,6 +30,27 @@ def as_vector(value: Any, what: str) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise ValueError(f"{what} contains NaN or Inf; pass finite numbers")
     return t
+
+
+def pack(value: Any, store: dict[str, torch.Tensor] | None, key: str) -> Any:
+    """A JSON-ready form of ``value``: tensors as lists, or into ``store`` as ``{"$tensor": key}``."""
+    if isinstance(value, torch.Tensor):
+        if store is None:
+            return value.tolist()
+        store[key] = value.detach().to("cpu").contiguous()
+        return {"$tensor": key}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def unpack(value: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
+    """Inverse of :func:`pack`."""
+    if isinstance(value, dict) and "$tensor" in value:
+        if tensors is None or value["$tensor"] not in tensors:
+            raise ValueError(f"tensor {value['$tensor']!r} is missing; load the edit set with its .safetensors file")
+        return tensors[value["$tensor"]]
+    return value
 
 
 class Basis:
@@ -66,8 +87,8 @@ class Basis:
         """Feature vectors as rows ``[k, width]``, or ``None`` for neurons."""
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
+        """JSON-ready description (tensors into ``store`` when given, see :func:`pack`)."""
         raise NotImplementedError
 
 
@@ -94,7 +115,7 @@ class Neurons(Basis):
     def vectors(self, width: int) -> torch.Tensor | None:
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
         return {"kind": "neurons", "prefix": self.prefix}
 
     def __repr__(self) -> str:
@@ -161,8 +182,8 @@ class Directions(Basis):
         self.check_width(width)
         return self._v
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "directions", "vectors": self._v.tolist(), "names": list(self._names)}
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
+        return {"kind": "directions", "vectors": pack(self._v, store, f"{prefix}vectors"), "names": list(self._names)}
 
     def __repr__(self) -> str:
         return f"Directions(k={self._v.shape[0]}, d={self._v.shape[1]})"
@@ -171,11 +192,107 @@ class Directions(Basis):
         return isinstance(other, Directions) and other._names == self._names and torch.equal(other._v, self._v)
 
 
-def basis_from_dict(d: dict[str, Any]) -> Basis:
-    """Rebuild a basis from :meth:`Basis.to_dict` output."""
+class SAE(Basis):
+    """The latents of a sparse autoencoder as features.
+
+    Any module with ``encode(x) -> codes`` and ``decode(codes) -> x`` and a
+    decoder matrix ``W_dec`` of shape ``(n_latents, d)`` (SAELens layout; a
+    ``(d, n_latents)`` matrix is transposed) works. Feature ``i`` is latent
+    ``i``; its vector (for ``Steer(feature=i)``) is decoder row ``W_dec[i]``.
+
+    Edits keep the SAE's reconstruction error by default: changing latents
+    from ``c`` to ``c'`` adds ``W_dec[changed]ᵀ (c' - c)`` to the activation
+    (*delta-decode*), so an SAE with no edit enabled changes nothing and one
+    feature edit costs two thin matrix products instead of a full encode and
+    two decodes. If the SAE has ``encode_subset(x, idx)`` (superwidgets' own
+    ReLU, Gated and JumpReLU SAEs do), only the edited latents are encoded;
+    otherwise a full ``encode`` runs. TopK SAEs must use the full encode (a
+    latent's value depends on all the others); edits then change the chosen
+    latents without re-selecting the top k.
+
+    Parameters
+    ----------
+    sae : nn.Module
+        The autoencoder.
+    name : str
+        Name under which saved edit sets refer to it (pass ``saes={name: sae}``
+        when loading).
+    keep_error : bool
+        Keep the reconstruction error (default). ``False`` replaces the
+        activation by the decoded, edited codes (full encode and decode).
+    names : list of str, optional
+        Latent names; default ``"latent 0"``, ...
+    """
+
+    kind = "sae"
+
+    def __init__(self, sae: Any, name: str = "sae", keep_error: bool = True, names: list[str] | None = None) -> None:
+        for attr in ("encode", "decode", "W_dec"):
+            if not hasattr(sae, attr):
+                raise TypeError(
+                    f"an SAE basis needs a module with encode(), decode() and W_dec; {type(sae).__name__} has no {attr}"
+                )
+        self.sae = sae
+        self.name = str(name)
+        self.keep_error = bool(keep_error)
+        self._names = names
+
+    def decoder(self, width: int) -> torch.Tensor:
+        """Decoder rows ``(n_latents, width)``."""
+        w = self.sae.W_dec
+        w = w.detach() if isinstance(w, torch.Tensor) else torch.as_tensor(w)
+        if w.ndim != 2 or width not in w.shape:
+            raise ValueError(
+                f"SAE decoder has shape {tuple(w.shape)} but the site has {width} features; "
+                f"train or pick an SAE for a site of width {width}"
+            )
+        return w if w.shape[1] == width else w.T
+
+    def size(self) -> int | None:
+        w = self.sae.W_dec
+        return int(min(w.shape) if w.shape[0] == w.shape[1] else max(w.shape))
+
+    def names(self, width: int) -> list[str]:
+        k = int(self.decoder(width).shape[0])
+        if self._names is not None:
+            if len(self._names) != k:
+                raise ValueError(f"got {len(self._names)} latent names for an SAE with {k} latents")
+            return list(self._names)
+        return [f"latent {i}" for i in range(k)]
+
+    def vectors(self, width: int) -> torch.Tensor:
+        return self.decoder(width)
+
+    def encode_subset(self, h: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """Codes of latents ``idx`` for activations ``h`` (``(..., len(idx))``)."""
+        fn = getattr(self.sae, "encode_subset", None)
+        if fn is not None:
+            return fn(h, idx)
+        return self.sae.encode(h)[..., idx]
+
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
+        return {"kind": "sae", "name": self.name, "keep_error": self.keep_error, "names": self._names}
+
+    def __repr__(self) -> str:
+        return f"SAE({self.name!r}, keep_error={self.keep_error})"
+
+
+def basis_from_dict(
+    d: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None, saes: dict[str, Any] | None = None
+) -> Basis:
+    """Rebuild a basis from :meth:`Basis.to_dict` output.
+
+    ``tensors`` resolves ``{"$tensor": key}`` references; ``saes`` maps SAE
+    names to modules for an SAE basis.
+    """
     kind = d.get("kind")
     if kind == "neurons":
         return Neurons(prefix=d.get("prefix", "unit "))
     if kind == "directions":
-        return Directions(d["vectors"], names=d.get("names"))
-    raise ValueError(f"unknown basis kind {kind!r}; expected 'neurons' or 'directions'")
+        return Directions(unpack(d["vectors"], tensors), names=d.get("names"))
+    if kind == "sae":
+        name = d.get("name", "sae")
+        if not saes or name not in saes:
+            raise ValueError(f"this edit uses the SAE {name!r}; pass saes={{{name!r}: sae_module}} to load it")
+        return SAE(saes[name], name=name, keep_error=d.get("keep_error", True), names=d.get("names"))
+    raise ValueError(f"unknown basis kind {kind!r}; expected 'neurons', 'directions' or 'sae'")

@@ -6,7 +6,8 @@ Operations (all act on the site's activation ``h`` along its feature axis):
 :class:`Ablate`           set the chosen features' coordinates to zero
 :class:`MeanAblate`       set them to their mean over a reference batch
 :class:`Scale`            multiply them by ``factor``
-:class:`Clamp`            set them to ``value``
+:class:`Clamp`            set them to ``value`` (one number or one per feature)
+:class:`Resample`         set them to those of random reference inputs (seeded)
 :class:`Steer`            add ``alpha * direction`` (or ``alpha`` times a feature's vector)
 :class:`ProjectOut`       remove the component along one or more directions
 ========================  =====================================================
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .bases import Basis, Neurons, as_vector, basis_from_dict
+from .bases import SAE, Basis, Neurons, as_vector, basis_from_dict, pack, unpack
 
 if TYPE_CHECKING:
     from .lens import Lens
@@ -38,6 +39,7 @@ __all__ = [
     "MeanAblate",
     "Op",
     "ProjectOut",
+    "Resample",
     "Scale",
     "Steer",
     "op_from_dict",
@@ -82,16 +84,16 @@ class Op:
         """Return ``fn(h) -> h'`` acting on tensors whose last axis has ``width`` features."""
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description of the op (tensors as nested lists)."""
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
+        """JSON-ready description of the op.
+
+        Tensors become nested lists (exact for float32), or, when ``store`` is
+        given, entries of ``store`` (saved as safetensors) referenced as
+        ``{"$tensor": key}``.
+        """
         out: dict[str, Any] = {"op": self.kind}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            if isinstance(v, torch.Tensor):
-                v = v.tolist()
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
+            out[f.name] = pack(getattr(self, f.name), store, f"{prefix}{f.name}")
         return out
 
     def replace(self, **changes: Any) -> Op:
@@ -116,13 +118,44 @@ def _coordinate_op(
     dtype: torch.dtype,
     device: torch.device,
     new_coords: Callable[[torch.Tensor], torch.Tensor],
-    neuron_fn: Callable[[torch.Tensor, torch.Tensor], Fn],
+    neuron_fn: Callable[[torch.Tensor, torch.Tensor], Fn] | None = None,
 ) -> Fn:
-    """Build a coordinate-setting op for either basis kind."""
+    """Build an op that sets the coordinates ``c`` of features ``idx`` to ``new_coords(c)``.
+
+    Neurons use ``neuron_fn(mask, idx)`` (a fused elementwise form) when given;
+    directions add ``(c' - c)`` along the rows; an SAE basis delta-decodes
+    (error term kept) or re-decodes the edited codes.
+    """
     if isinstance(basis, Neurons):
         mask = torch.zeros(width, dtype=torch.bool)
         mask[idx] = True
-        return neuron_fn(mask.to(device), torch.tensor(idx, device=device))
+        index = torch.tensor(idx, device=device)
+        if neuron_fn is not None:
+            return neuron_fn(mask.to(device), index)
+
+        def gather_fn(h: torch.Tensor) -> torch.Tensor:
+            out = h.clone()
+            out[..., index] = new_coords(h[..., index]).to(h.dtype)
+            return out
+
+        return gather_fn
+    if isinstance(basis, SAE):
+        w = basis.decoder(width)[idx].to(dtype=dtype, device=device)
+        if basis.keep_error:
+
+            def delta_decode(h: torch.Tensor) -> torch.Tensor:
+                c = basis.encode_subset(h, idx)
+                return h + (new_coords(c) - c).to(h.dtype) @ w
+
+            return delta_decode
+        index = torch.tensor(idx, device=device)
+
+        def redecode(h: torch.Tensor) -> torch.Tensor:
+            codes = basis.sae.encode(h).clone()
+            codes[..., index] = new_coords(codes[..., index])
+            return basis.sae.decode(codes)
+
+        return redecode
     u, a = _span(basis, width, idx)
     u_t, a_t = u.to(dtype=dtype, device=device), a.to(dtype=dtype, device=device)
 
@@ -133,10 +166,25 @@ def _coordinate_op(
     return fn
 
 
+def coordinates(basis: Basis, width: int, idx: list[int], h: torch.Tensor) -> torch.Tensor:
+    """Coordinates of features ``idx`` for activations ``h`` (features last) in ``basis``."""
+    if isinstance(basis, Neurons):
+        return h[..., idx]
+    if isinstance(basis, SAE):
+        return basis.encode_subset(h, idx)
+    _, a = _span(basis, width, idx)
+    return h @ a.to(h.dtype)
+
+
 def _resolve(basis: Basis, width: int, features: tuple[int | str, ...]) -> list[int]:
     if not features:
         raise ValueError("no features given; pass at least one feature index or name")
-    return sorted({basis.index(f, width) for f in features})
+    out: list[int] = []
+    for f in features:
+        i = basis.index(f, width)
+        if i not in out:
+            out.append(i)
+    return out
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -203,16 +251,14 @@ class MeanAblate(Op):
 
         if isinstance(basis, Neurons):
             return _coordinate_op(basis, width, idx, dtype, device, torch.zeros_like, neuron)
+        if isinstance(basis, SAE):
+            raise ValueError(
+                "MeanAblate with an SAE basis needs the mean codes; add it with "
+                "lens.edit(site, MeanAblate(features, reference=X), basis=...) and the lens stores them"
+            )
         _, a = _span(basis, width, idx)
         target = mean @ a.to(dtype=dtype, device=device)
         return _coordinate_op(basis, width, idx, dtype, device, lambda c: target.expand_as(c), neuron)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op": self.kind,
-            "features": list(self.features),
-            "mean": None if self.mean is None else self.mean.tolist(),
-        }
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -240,26 +286,80 @@ class Scale(Op):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Clamp(Op):
-    """Set features' coordinates to ``value``."""
+    """Set features' coordinates to ``value`` (one number, or one per feature)."""
 
     features: tuple[int | str, ...]
-    value: float
+    value: float | tuple[float, ...]
     kind: ClassVar[str] = "clamp"
 
-    def __init__(self, features: Any, value: float) -> None:
-        object.__setattr__(self, "features", _features(features))
-        object.__setattr__(self, "value", _finite(value, "value"))
+    def __init__(self, features: Any, value: Any) -> None:
+        feats = _features(features)
+        object.__setattr__(self, "features", feats)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            object.__setattr__(self, "value", _finite(value, "value"))
+        else:
+            vals = as_vector(value, "value").flatten()
+            if vals.numel() != len(feats):
+                raise ValueError(f"got {vals.numel()} clamp values for {len(feats)} features; pass one per feature")
+            object.__setattr__(self, "value", tuple(float(v) for v in vals))
 
     def compile(self, width: int, basis: Basis, dtype: torch.dtype, device: torch.device) -> Fn:
         idx = _resolve(basis, width, self.features)
-        v = self.value
+        if len(idx) != len(self.features) and isinstance(self.value, tuple):
+            raise ValueError("a feature is listed twice; give each feature once with its clamp value")
+        values = torch.tensor(self.value if isinstance(self.value, tuple) else [self.value] * len(idx))
 
-        def neuron(mask: torch.Tensor, _: torch.Tensor) -> Fn:
+        def neuron(mask: torch.Tensor, index: torch.Tensor) -> Fn:
             keep = (~mask).to(dtype)
-            fill = mask.to(dtype) * v
+            fill = torch.zeros(width, dtype=dtype, device=device)
+            fill[index] = values.to(dtype=dtype, device=device)
             return lambda h: h * keep + fill
 
-        return _coordinate_op(basis, width, idx, dtype, device, lambda c: torch.full_like(c, v), neuron)
+        target = values.to(dtype=dtype, device=device)
+        return _coordinate_op(basis, width, idx, dtype, device, lambda c: target.expand_as(c), neuron)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Resample(Op):
+    """Resample-ablate features: replace their coordinates by those of random reference inputs.
+
+    Add it with ``lens.edit(site, Resample(features, reference=X, seed=0))``:
+    the lens stores the reference coordinates (``pool``, one row per reference
+    position) and the seed in the edit, so it reproduces exactly. Each
+    activation row ``r`` (all axes but the feature axis flattened) gets
+    ``pool[j_r]`` with ``j`` drawn from a generator seeded with ``seed`` on
+    every run.
+    """
+
+    features: tuple[int | str, ...]
+    pool: torch.Tensor | None = None
+    seed: int = 0
+    kind: ClassVar[str] = "resample"
+
+    def __init__(self, features: Any, pool: Any = None, seed: int = 0, reference: Any = None) -> None:
+        object.__setattr__(self, "features", _features(features))
+        object.__setattr__(self, "pool", None if pool is None else as_vector(pool, "pool"))
+        object.__setattr__(self, "seed", int(seed))
+        object.__setattr__(self, "_reference", reference)
+        if self.pool is not None and (self.pool.ndim != 2 or self.pool.shape[1] != len(self.features)):
+            raise ValueError(f"pool must have shape (n_reference, {len(self.features)}), got {tuple(self.pool.shape)}")
+
+    def compile(self, width: int, basis: Basis, dtype: torch.dtype, device: torch.device) -> Fn:
+        if self.pool is None:
+            raise ValueError(
+                "Resample has no reference pool; add it with lens.edit(site, Resample(features, reference=X))"
+            )
+        idx = _resolve(basis, width, self.features)
+        pool = self.pool.to(dtype=dtype, device=device)
+        seed = self.seed
+
+        def draw(c: torch.Tensor) -> torch.Tensor:
+            rows = c.reshape(-1, c.shape[-1]).shape[0]
+            gen = torch.Generator().manual_seed(seed)
+            j = torch.randint(pool.shape[0], (rows,), generator=gen).to(device)
+            return pool[j].reshape(c.shape)
+
+        return _coordinate_op(basis, width, idx, dtype, device, draw)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -306,14 +406,6 @@ class Steer(Op):
         add = (self.alpha * self.vector(width, basis)).to(dtype=dtype, device=device)
         return lambda h: h + add
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op": self.kind,
-            "alpha": self.alpha,
-            "direction": None if self.direction is None else self.direction.tolist(),
-            "feature": self.feature,
-        }
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ProjectOut(Op):
@@ -345,12 +437,12 @@ class ProjectOut(Op):
         return lambda h: h - (h @ q_t) @ q_t.T
 
 
-_OPS: dict[str, type[Op]] = {c.kind: c for c in (Ablate, MeanAblate, Scale, Clamp, Steer, ProjectOut)}
+_OPS: dict[str, type[Op]] = {c.kind: c for c in (Ablate, MeanAblate, Scale, Clamp, Resample, Steer, ProjectOut)}
 
 
-def op_from_dict(d: dict[str, Any]) -> Op:
-    """Rebuild an op from :meth:`Op.to_dict` output."""
-    d = dict(d)
+def op_from_dict(d: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> Op:
+    """Rebuild an op from :meth:`Op.to_dict` output (``tensors``: the safetensors store)."""
+    d = {k: unpack(v, tensors) for k, v in d.items()}
     kind = d.pop("op", None)
     if kind not in _OPS:
         raise ValueError(f"unknown op {kind!r}; known ops are {sorted(_OPS)}")
@@ -444,12 +536,15 @@ class Edit:
         y = fn(x)
         return y.movedim(-1, fd) if moved else y
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description; :meth:`from_dict` rebuilds an equal edit."""
+    def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
+        """JSON-ready description; :meth:`from_dict` rebuilds an equal edit.
+
+        With ``store``, tensors go there (for safetensors) instead of into lists.
+        """
         return {
             "site": self.site,
-            "op": self._op.to_dict(),
-            "basis": self.basis.to_dict(),
+            "op": self._op.to_dict(store, f"{prefix}op."),
+            "basis": self.basis.to_dict(store, f"{prefix}basis."),
             "element": self.element,
             "feature_dim": self.feature_dim,
             "enabled": self._enabled,
@@ -457,12 +552,27 @@ class Edit:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Edit:
-        """Rebuild an (unbound) edit from :meth:`to_dict` output."""
+    def from_dict(
+        cls,
+        d: dict[str, Any],
+        tensors: dict[str, torch.Tensor] | None = None,
+        saes: dict[str, Any] | None = None,
+    ) -> Edit:
+        """Rebuild an (unbound) edit from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+            The description.
+        tensors : dict, optional
+            Tensors referenced as ``{"$tensor": key}`` (the edit set's safetensors file).
+        saes : dict, optional
+            SAE modules by name, for edits in an SAE basis.
+        """
         return cls(
             d["site"],
-            op_from_dict(d["op"]),
-            basis=basis_from_dict(d.get("basis", {"kind": "neurons"})),
+            op_from_dict(d["op"], tensors),
+            basis=basis_from_dict(d.get("basis", {"kind": "neurons"}), tensors, saes),
             element=d.get("element", 0),
             feature_dim=d.get("feature_dim"),
             enabled=d.get("enabled", True),

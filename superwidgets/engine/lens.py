@@ -6,13 +6,15 @@ import contextlib
 import dataclasses
 import weakref
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .bases import Basis
-from .edits import Edit, MeanAblate, Op
+from .bases import SAE, Basis, Neurons
+from .edits import Clamp, Edit, MeanAblate, Op, Resample, coordinates
+from .export import edits_to_code, load_edits, save_edits
 from .sites import SiteError, get_element, resolve_site, resolve_sites, set_element
 
 __all__ = ["EditError", "InputError", "Lens", "LensClosedError", "ModelError", "RunResult", "SiteInfo", "tree_map2"]
@@ -322,13 +324,44 @@ class Lens:
         """
         self._check_open()
         resolve_site(self.model, site)
-        if isinstance(op, MeanAblate) and op.mean is None:
-            reference = getattr(op, "_reference", None)
-            if reference is None:
-                raise ValueError("MeanAblate needs mean=vector or reference=batch of inputs")
-            op = MeanAblate(op.features, mean=self.mean(site, reference, element=element, feature_dim=feature_dim))
+        if (isinstance(op, MeanAblate) and op.mean is None) or (isinstance(op, Resample) and op.pool is None):
+            op, name = self._from_reference(site, op, basis, element, feature_dim, name)
         e = Edit(site, op, basis=basis, element=element, feature_dim=feature_dim, enabled=enabled, name=name)
         return self.add(e)
+
+    def _from_reference(
+        self, site: str, op: Op, basis: Basis | None, element: int | str, feature_dim: int | None, name: str | None
+    ) -> tuple[Op, str | None]:
+        """Turn a reference-based MeanAblate/Resample into one that stores its statistics."""
+        reference = getattr(op, "_reference", None)
+        if reference is None:
+            raise ValueError(f"{type(op).__name__} needs reference=batch of inputs (or its statistics)")
+        acts = self._reference_acts(site, reference, element, feature_dim)
+        width = int(acts.shape[-1])
+        b = basis if basis is not None else Neurons()
+        idx = [b.index(f, width) for f in op.features]  # type: ignore[attr-defined]
+        if isinstance(op, Resample):
+            return Resample(op.features, pool=coordinates(b, width, idx, acts), seed=op.seed), name
+        if isinstance(b, SAE):  # the mean of the codes, not the codes of the mean
+            means = coordinates(b, width, idx, acts).double().mean(0).float()
+            return Clamp(op.features, value=means), name or f"mean_ablate@{site}"
+        return MeanAblate(op.features, mean=acts.double().mean(0).float()), name
+
+    def _reference_acts(
+        self, site: str, reference: Any, element: int | str, feature_dim: int | None, chunk: int = 1024
+    ) -> torch.Tensor:
+        """Clean activations at ``site`` over ``reference``, features last, flattened to ``(n, width)``."""
+        if element != 0:
+            raise ValueError("reference statistics support element 0 only; pass the statistics explicitly")
+        if isinstance(reference, torch.Tensor) and reference.ndim > 0 and reference.shape[0] > chunk:
+            parts = [
+                self.activations(reference[i : i + chunk], site)[site] for i in range(0, reference.shape[0], chunk)
+            ]
+            acts = torch.cat(parts)
+        else:
+            acts = self.activations(reference, site)[site]
+        fd = feature_dim if feature_dim is not None else (1 if acts.ndim == 4 else -1)
+        return acts.movedim(fd, -1).reshape(-1, acts.shape[fd])
 
     def add(self, edit: Edit) -> Edit:
         """Attach an existing :class:`Edit` (e.g. from :meth:`Edit.from_dict`)."""
@@ -438,22 +471,25 @@ class Lens:
                 h.remove()
         return got
 
-    def mean(
-        self, site: str, reference: Any, *, element: int | str = 0, feature_dim: int | None = None, chunk: int = 1024
-    ) -> torch.Tensor:
+    def mean(self, site: str, reference: Any, *, feature_dim: int | None = None) -> torch.Tensor:
         """Mean clean activation at ``site`` over a reference batch (all axes but the feature axis)."""
-        if element != 0:
-            raise ValueError("mean() supports element 0 only; pass mean= explicitly for other elements")
-        if isinstance(reference, torch.Tensor) and reference.ndim > 0 and reference.shape[0] > chunk:
-            parts = [
-                self.activations(reference[i : i + chunk], site)[site] for i in range(0, reference.shape[0], chunk)
-            ]
-            acts = torch.cat(parts)
-        else:
-            acts = self.activations(reference, site)[site]
-        fd = feature_dim if feature_dim is not None else (1 if acts.ndim == 4 else -1)
-        flat = acts.movedim(fd, -1).reshape(-1, acts.shape[fd])
-        return flat.double().mean(0).float().cpu()
+        return self._reference_acts(site, reference, 0, feature_dim).double().mean(0).float().cpu()
+
+    # ------------------------------------------------------------------ edit sets
+    def save_edits(self, path: str | Path) -> Path:
+        """Save every edit as ``PATH.json`` + ``PATH.safetensors``; returns the JSON path."""
+        return save_edits(self.edits, path)
+
+    def load_edits(self, path: str | Path, *, saes: dict[str, Any] | None = None, replace: bool = True) -> list[Edit]:
+        """Load an edit set saved by :meth:`save_edits` (replacing the current edits unless ``replace=False``)."""
+        loaded = load_edits(path, saes)
+        if replace:
+            self.clear()
+        return [self.add(e) for e in loaded]
+
+    def to_code(self, *, model: str = "model", inputs: str | None = None) -> str:
+        """Python source that rebuilds this lens's edits and reproduces its numbers (see :func:`edits_to_code`)."""
+        return edits_to_code(self.edits, model=model, inputs=inputs)
 
     @contextlib.contextmanager
     def off(self) -> Iterator[None]:
