@@ -113,7 +113,7 @@ def test_topk_falls_back_to_full_encode(setup):
 
 
 def test_mean_ablate_sae_uses_mean_codes(setup):
-    model, sae, x = setup
+    model, sae, _ = setup
     torch.manual_seed(5)
     ref = torch.randn(64, 10)
     with sw.Lens(model) as lens:
