@@ -67,7 +67,7 @@ def test_tuple_output_other_element(nested):
     def capture(_m, _a, out):
         got["aux"] = out[1]
 
-    with sw.Lens(nested) as lens:
+    with sw.Lens(nested, resume=False) as lens:  # a full forward, so the capture hook sees the edit
         lens.edit("layers.0", sw.Steer(direction=torch.ones(5), alpha=1.0), element=1, feature_dim=0)
         handle = nested.layers[0].register_forward_hook(capture)  # runs after the lens's hook
         r = lens.run(x)

@@ -15,6 +15,7 @@ from torch import nn
 from .bases import SAE, Basis, Neurons
 from .edits import Clamp, Edit, MeanAblate, Op, Resample, coordinates
 from .export import edits_to_code, load_edits, save_edits
+from .resume import Plan, PlanError
 from .sites import SiteError, get_element, resolve_site, resolve_sites, set_element
 
 __all__ = ["EditError", "InputError", "Lens", "LensClosedError", "ModelError", "RunResult", "SiteInfo", "tree_map2"]
@@ -155,6 +156,10 @@ class Lens:
         first use by :meth:`edit`.
     example : Any, optional
         An example input; the lens runs it once to learn every site's shape.
+    resume : bool
+        Reuse clean activations: when edits sit at late sites, recompute only
+        the layers after them (see :attr:`resume_info`). Results equal a full
+        forward; models ``torch.fx`` cannot trace fall back to full forwards.
 
     Notes
     -----
@@ -175,7 +180,9 @@ class Lens:
     ...     r.delta
     """
 
-    def __init__(self, model: nn.Module, sites: str | Sequence[str] | None = None, *, example: Any = None) -> None:
+    def __init__(
+        self, model: nn.Module, sites: str | Sequence[str] | None = None, *, example: Any = None, resume: bool = True
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Lens needs a torch.nn.Module, got {type(model).__name__}")
         previous = _LIVE.get(model)
@@ -191,6 +198,13 @@ class Lens:
         self._baseline_key: Any = None
         self._baseline_ref: Any = None
         self._baseline_out: Any = None
+        self._resume = bool(resume)
+        self._plan: Plan | None = None
+        self._plan_failed: frozenset[str] | None = None
+        self._plan_error: str | None = None if resume else "resume switched off (Lens(..., resume=False))"
+        self._clean_vals: dict[Any, Any] | None = None
+        self._splits: dict[str, Any] = {}
+        self._plan_checked = False
         if sites is not None:
             for s in resolve_sites(model, list(sites) if not isinstance(sites, str) else sites):
                 self.bind(s)
@@ -440,11 +454,66 @@ class Lens:
         self._check_open()
         self._check_input(inputs)
         base = self._baseline(inputs) if baseline else None
-        if not any(st.active for st in self._sites.values()) and base is not None:
+        active = frozenset(name for name, st in self._sites.items() if st.active)
+        if not active and base is not None:
             return RunResult(base, base)
         with self._mode():
-            edited = self._forward(inputs)
+            edited = self._resumed(active, base) if base is not None else _MISSING
+            if edited is _MISSING:
+                edited = self._forward(inputs)
         return RunResult(base, edited)
+
+    @property
+    def resume_info(self) -> str:
+        """How runs with edits are computed: resumed from sites, or why full forwards are used."""
+        if self._plan is not None:
+            return f"resume from sites via torch.fx (traced with {len(self._plan.sites)} bound sites)"
+        if self._splits:
+            return f"resume via declared splits at {sorted(self._splits)}; " + (self._plan_error or "")
+        return self._plan_error or "no input seen yet"
+
+    def declare_split(self, site: str, rest: Any) -> None:
+        """Declare how the model continues after ``site``, for models ``torch.fx`` cannot trace.
+
+        Parameters
+        ----------
+        site : str
+            A module path; bound now.
+        rest : callable
+            ``rest(site_output) -> model output``: the rest of the forward pass
+            from the site's (structured) output. When every enabled edit is at
+            ``site``, runs apply them to the cached clean site output and call
+            ``rest`` instead of the whole model. You vouch that it matches the
+            model's forward.
+        """
+        if not callable(rest):
+            raise TypeError("rest must be a callable taking the site's output and returning the model's output")
+        self.bind(site)
+        self._splits[site] = rest
+        self._baseline_key = None
+
+    def _resumed(self, active: frozenset[str], base: Any) -> Any:
+        """The edited output computed from cached clean values, or ``_MISSING`` for a full forward."""
+        vals = self._clean_vals
+        if vals is None:
+            return _MISSING
+        plan = self._plan
+        if plan is not None and plan.sites == frozenset(self._sites):
+            tail = plan.tail(active)
+            if tail is None:
+                return base
+            program, front = tail
+            args = [
+                self._sites[f.target].apply(vals[f]) if f.op == "call_module" and f.target in active else vals[f]
+                for f in front
+            ]
+            return self._guard_model(lambda: program(*args))
+        if len(active) == 1:
+            (site,) = active
+            if site in self._splits and site in vals:
+                rest = self._splits[site]
+                return self._guard_model(lambda: rest(self._sites[site].apply(vals[site])))
+        return _MISSING
 
     def activations(self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False) -> dict[str, torch.Tensor]:
         """Activations (element 0) at ``sites`` for ``inputs``, clean unless ``edited``."""
@@ -559,13 +628,35 @@ class Lens:
                     )
 
     def _forward(self, inputs: Any) -> Any:
+        return self._guard_model(lambda: self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs))
+
+    @staticmethod
+    def _guard_model(fn: Any) -> Any:
+        """Run ``fn`` without grad; the model's own failures become :class:`ModelError`."""
         try:
             with torch.no_grad():
-                return self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                return fn()
         except (EditError, LensClosedError):
             raise
         except Exception as exc:  # the model's own failure, re-raised with context
             raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
+
+    def _plan_for(self, inputs: Any) -> Plan | None:
+        """The fx plan for the current bound sites, built on demand; ``None`` if unavailable."""
+        if not self._resume or not isinstance(inputs, torch.Tensor) or not self._sites:
+            return None
+        sites = frozenset(self._sites)
+        if self._plan is not None and self._plan.sites == sites:
+            return self._plan
+        if self._plan_failed == sites:
+            return None
+        try:
+            self._plan = Plan(self.model, sites)
+            self._plan_error = None
+            self._plan_checked = False
+        except PlanError as exc:
+            self._plan, self._plan_failed, self._plan_error = None, sites, f"full forwards: {exc}"
+        return self._plan
 
     @contextlib.contextmanager
     def _mode(self) -> Iterator[None]:
@@ -593,16 +684,61 @@ class Lens:
         return tuple(p._version for p in self.model.parameters())
 
     def _baseline(self, inputs: Any) -> Any:
-        key = (id(inputs), _version(inputs), self._params_version())
+        key = (id(inputs), _version(inputs), self._params_version(), frozenset(self._sites))
         if self._baseline_key == key and self._baseline_ref is inputs:
             return self._baseline_out
-        if self._probed_signature != _signature(inputs):
-            out = self._probe_run(inputs)
-        else:
+        out = self._probe_run(inputs) if self._probed_signature != _signature(inputs) else _MISSING
+        vals: dict[Any, Any] | None = None
+        plan = self._plan_for(inputs)
+        if plan is not None:
+            with self._clean():
+                captured, vals = self._guard_model(lambda: plan.capture(inputs))
+            if not self._plan_checked:  # once per plan: the trace must reproduce the model
+                if out is _MISSING:
+                    with self._clean():
+                        out = self._forward(inputs)
+                if not _same(captured, out):
+                    self._plan, self._plan_failed = None, frozenset(self._sites)
+                    self._plan_error = "full forwards: the traced graph's output differs from model(x)"
+                    vals = None
+                self._plan_checked = True
+            if out is _MISSING:
+                out = captured
+        elif self._splits:
+            names = [s for s in self._splits if s in self._sites]
+            with self._clean():
+                out, vals = self._capture_sites(inputs, names)
+        if out is _MISSING:
             with self._clean():
                 out = self._forward(inputs)
+        self._clean_vals = vals
         self._baseline_key, self._baseline_ref, self._baseline_out = key, inputs, out
         return out
+
+    def _capture_sites(self, inputs: Any, names: list[str]) -> tuple[Any, dict[str, Any]]:
+        """One forward that also keeps the (structured) outputs of ``names``."""
+        got: dict[str, Any] = {}
+        handles = []
+        try:
+            for n in names:
+                handles.append(
+                    self._sites[n].module.register_forward_hook(lambda _m, _a, o, n=n: got.__setitem__(n, o))
+                )
+            out = self._forward(inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, got
+
+
+_MISSING: Any = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Outputs equal up to float round-off (the trace must reproduce the model)."""
+    ok = []
+    tree_map2(lambda x, y: ok.append(x.shape == y.shape and torch.allclose(x, y, rtol=1e-5, atol=1e-6)), a, b)
+    return bool(ok) and all(ok)
 
 
 def _version(inputs: Any) -> Any:
