@@ -17,6 +17,7 @@ from .edits import Clamp, Edit, MeanAblate, Op, Resample, coordinates
 from .export import edits_to_code, load_edits, save_edits
 from .resume import Plan, PlanError
 from .sites import SiteError, get_element, resolve_site, resolve_sites, set_element
+from .sweep import sweep as run_sweep
 
 __all__ = ["EditError", "InputError", "Lens", "LensClosedError", "ModelError", "RunResult", "SiteInfo", "tree_map2"]
 
@@ -543,6 +544,41 @@ class Lens:
     def mean(self, site: str, reference: Any, *, feature_dim: int | None = None) -> torch.Tensor:
         """Mean clean activation at ``site`` over a reference batch (all axes but the feature axis)."""
         return self._reference_acts(site, reference, 0, feature_dim).double().mean(0).float().cpu()
+
+    def sweep(
+        self,
+        site: str,
+        inputs: torch.Tensor,
+        *,
+        features: Sequence[int | str] | None = None,
+        op: Any = "ablate",
+        basis: Basis | None = None,
+        feature_dim: int | None = None,
+        readout: Any = None,
+        reference: torch.Tensor | None = None,
+        batch_size: int = 8192,
+        progress: Any = False,
+    ) -> torch.Tensor:
+        """Effect of each single-feature edit at ``site`` on every input, batched.
+
+        Returns a tensor ``(n_features, n_inputs, *readout_shape)`` of
+        ``readout(edited) - readout(baseline)``; equal to a loop of single
+        runs, computed by stacking edits along the batch and resuming from the
+        site. See :func:`superwidgets.engine.sweep.sweep` for the parameters.
+        """
+        return run_sweep(
+            self,
+            site,
+            inputs,
+            features=features,
+            op=op,
+            basis=basis,
+            feature_dim=feature_dim,
+            readout=readout,
+            reference=reference,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     # ------------------------------------------------------------------ edit sets
     def save_edits(self, path: str | Path) -> Path:
