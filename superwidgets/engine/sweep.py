@@ -187,7 +187,7 @@ def sweep(
                             else set_element(_rep(site_val, times, nc), 0, h_edit)
                         )
                         args = [edited_site if f is site_node else _rep(vals[f], times, nc) for f in front]
-                        y = lens._guard_model(lambda args=args: program(*args))
+                        y = lens._guard_model(lambda args=args, program=program: program(*args))
                         if out is None and use_plan and not _agrees(lens, site, x, block[0], fd, readout, y, nc):
                             use_plan = False  # a value without a batch axis broke the repeat: go full
                             plan = None
