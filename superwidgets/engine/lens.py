@@ -81,7 +81,13 @@ def tree_map2(fn: Any, a: Any, b: Any) -> Any:
     if isinstance(a, (tuple, list)):
         return type(a)(tree_map2(fn, x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return {k: tree_map2(fn, a[k], b[k]) for k in a}
+        mapped = {k: tree_map2(fn, a[k], b[k]) for k in a}
+        if type(a) is dict:
+            return mapped
+        try:  # keep HF ModelOutput and other dict subclasses
+            return type(a)(**mapped)
+        except TypeError:
+            return mapped
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
         return dataclasses.replace(
             a, **{f.name: tree_map2(fn, getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)}
@@ -679,7 +685,10 @@ class Lens:
 
     def _plan_for(self, inputs: Any) -> Plan | None:
         """The fx plan for the current bound sites, built on demand; ``None`` if unavailable."""
-        if not self._resume or not isinstance(inputs, torch.Tensor) or not self._sites:
+        if not self._resume or not self._sites:
+            return None
+        if not isinstance(inputs, torch.Tensor):
+            self._plan_error = "full forwards: resume needs a single tensor input (dict inputs run the whole model)"
             return None
         sites = frozenset(self._sites)
         if self._plan is not None and self._plan.sites == sites:
