@@ -38,7 +38,7 @@ def test_block_and_attention_sites(gpt2):
         attn = lens.activations({"input_ids": ids}, "transformer.h.1.attn", edited=True)["transformer.h.1.attn"]
         assert torch.all(attn == 0)
         assert "single tensor input" in lens.resume_info
-        with pytest.raises(ValueError, match="did you mean 'transformer.h.1.mlp'"):
+        with pytest.raises(ValueError, match=r"did you mean 'transformer\.h\.1\.mlp'"):
             lens.edit("transformer.h1.mlp", sw.Ablate([0]))
     for k, t in gpt2.state_dict().items():
         assert torch.equal(t, before[k])
