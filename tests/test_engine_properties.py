@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import superwidgets as sw
+from superwidgets.science import ReLUSAE
 
 
 class Flaky(nn.Module):
@@ -31,6 +32,25 @@ class Flaky(nn.Module):
         return self.out(h)
 
 
+class Skip(nn.Module):
+    """A residual connection around the hidden site: resuming must feed the clean skip value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(4, 6)
+        self.hidden = nn.ReLU()
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.inp(x)
+        return self.out(self.hidden(a) + a)
+
+
+def skip_model() -> nn.Module:
+    torch.manual_seed(0)
+    return Skip()
+
+
 def seq_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(OrderedDict([("inp", nn.Linear(4, 6)), ("hidden", nn.ReLU()), ("out", nn.Linear(6, 2))]))
@@ -40,6 +60,15 @@ def flaky_model() -> nn.Module:
     torch.manual_seed(0)
     return Flaky()
 
+
+SAE = ReLUSAE(6, 12, seed=4)
+
+sae_ops = st.builds(
+    lambda f, a, kind: (sw.Clamp(f, value=a) if kind else sw.Ablate(f), sw.SAE(SAE)),
+    st.lists(st.integers(0, 11), min_size=1, max_size=3, unique=True),
+    st.floats(-2, 2),
+    st.booleans(),
+)
 
 ops = st.one_of(
     st.builds(lambda f: sw.Ablate(f), st.lists(st.integers(0, 5), min_size=1, max_size=3)),
@@ -61,6 +90,7 @@ ops = st.one_of(
 actions = st.lists(
     st.one_of(
         st.tuples(st.just("edit"), ops),
+        st.tuples(st.just("sae_edit"), sae_ops),
         st.tuples(st.just("toggle"), st.integers(0, 20)),
         st.tuples(st.just("remove"), st.integers(0, 20)),
         st.tuples(st.just("run"), st.sampled_from([1, 2, 3, 5])),
@@ -74,15 +104,16 @@ actions = st.lists(
 def reference(model: nn.Module, x: torch.Tensor, edits: list[sw.Edit]) -> torch.Tensor:
     """The edited output computed by hand on a hook-free copy of the model."""
     with torch.no_grad():
-        h = model.hidden(model.inp(x))
+        a = model.inp(x)
+        h = model.hidden(a)
         for e in edits:
             if e.enabled:
                 h = e.apply(h)
-        return model.out(h)
+        return model.out(h + a) if isinstance(model, Skip) else model.out(h)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(make=st.sampled_from([seq_model, flaky_model]), script=actions, seed=st.integers(0, 2**16))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(make=st.sampled_from([seq_model, skip_model, flaky_model]), script=actions, seed=st.integers(0, 2**16))
 def test_random_sessions_are_leak_free_and_exact(make, script, seed):
     model = make().eval()
     twin = copy.deepcopy(model)  # never hooked
@@ -102,6 +133,8 @@ def test_random_sessions_are_leak_free_and_exact(make, script, seed):
                     lens.edit("hidden", arg)
                 except ValueError:
                     pass
+            elif kind == "sae_edit":
+                lens.edit("hidden", arg[0], basis=arg[1])
             elif kind in ("toggle", "remove") and lens.edits:
                 e = lens.edits[arg % len(lens.edits)]
                 if kind == "toggle":
