@@ -46,6 +46,28 @@ def _edit_blocks(h: torch.Tensor, fns: list[Fn], feature_dim: int | None) -> tor
     return out.movedim(-1, fd)
 
 
+class _SetUnits:
+    """Fast stacked edit for neuron-basis ablations: copy ``h`` once per feature, then set one unit per copy.
+
+    Equivalent to ``_edit_blocks`` with ``Ablate([f])`` / ``MeanAblate([f])`` ops, with one
+    repeat and one scatter instead of a full elementwise pass and a concatenation per feature.
+    """
+
+    def __init__(self, units: list[int], values: torch.Tensor) -> None:
+        self.units = torch.tensor(units)
+        self.values = values
+
+    def __call__(self, h: torch.Tensor, j0: int, j1: int, feature_dim: int | None) -> torch.Tensor:
+        fd = feature_dim if feature_dim is not None else (1 if h.ndim == 4 else -1)
+        moved = h.movedim(fd, -1)
+        times = j1 - j0
+        rep = moved.unsqueeze(0).repeat(times, *([1] * moved.ndim))
+        flat = rep.view(times, -1, moved.shape[-1])
+        vals = self.values[j0:j1].to(dtype=h.dtype, device=h.device)
+        flat[torch.arange(times), :, self.units[j0:j1].to(h.device)] = vals[:, None]
+        return rep.view(times * moved.shape[0], *moved.shape[1:]).movedim(-1, fd)
+
+
 class _Progress:
     def __init__(self, total: int, enabled: bool | Callable[[int, int], None]) -> None:
         self.total, self.done = total, 0
@@ -153,6 +175,10 @@ def sweep(
     else:
         raise ValueError(f"op must be 'ablate', 'mean' or a callable feature -> Op, got {op!r}")
     fns = [o.compile(width, b, first.dtype, first.device) for o in ops]
+    fast = None
+    if isinstance(b, Neurons) and op in ("ablate", "mean"):
+        units = [b.index(f, width) for f in feats]
+        fast = _SetUnits(units, torch.zeros(len(units)) if op == "ablate" else mean[units])
 
     n = int(inputs.shape[0])
     n_chunk = min(n, batch_size)
@@ -180,7 +206,8 @@ def sweep(
                     times = j1 - j0
                     if plan is not None and program is not None:
                         site_val = vals[site_node]
-                        h_edit = _edit_blocks(get_element(site_val, 0), block, fd)
+                        h0 = get_element(site_val, 0)
+                        h_edit = fast(h0, j0, j1, fd) if fast is not None else _edit_blocks(h0, block, fd)
                         edited_site = (
                             h_edit
                             if isinstance(site_val, torch.Tensor)
