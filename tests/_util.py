@@ -12,6 +12,7 @@ def hook_count(model: nn.Module) -> int:
     for m in model.modules():
         n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         n += len(getattr(m, "_forward_hooks_with_kwargs", {}))
+        n += "forward" in m.__dict__  # the Lens's instance-level forward wrapper
     return n
 
 

@@ -42,4 +42,4 @@ def test_block_and_attention_sites(gpt2):
             lens.edit("transformer.h1.mlp", sw.Ablate([0]))
     for k, t in gpt2.state_dict().items():
         assert torch.equal(t, before[k])
-    assert all(not m._forward_hooks for m in gpt2.modules())
+    assert all(not m._forward_hooks and "forward" not in m.__dict__ for m in gpt2.modules())

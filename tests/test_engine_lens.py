@@ -266,3 +266,21 @@ def test_remove_and_clear(mlp):
         lens.clear("out")
         assert lens.edits == []
         assert sorted(lens.bound) == ["hidden", "out"]
+
+
+def test_wrapper_keeps_foreign_instance_forward_and_restores_it(mlp):
+    x = torch.randn(2, 6)
+    original = mlp.hidden.forward
+    calls = []
+
+    def foreign(h):  # another tool's instance-level forward
+        calls.append(1)
+        return original(h)
+
+    mlp.hidden.forward = foreign
+    with sw.Lens(mlp) as lens:
+        lens.edit("hidden", sw.Ablate(list(range(5))))
+        assert torch.all(lens.activations(x, "hidden", edited=True)["hidden"] == 0)
+        assert calls  # the foreign forward still ran under ours
+    assert mlp.hidden.__dict__["forward"] is foreign
+    del mlp.hidden.forward

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -170,8 +171,10 @@ class Lens:
 
     Notes
     -----
-    One forward hook is registered per bound site and stays until
-    :meth:`close`; with no enabled edit at a site it returns at once. While
+    One persistent wrapper of ``forward`` is installed per bound site (an
+    instance attribute, which keeps torch's no-hook fast path: cheaper than a
+    forward hook) and stays until :meth:`close`; with no enabled edit at a
+    site it returns the module's output at once. While
     the lens is open, enabled edits act on *every* forward of the model,
     your own ``model(x)`` calls included (that is what makes steering live);
     use :meth:`off` or ``lens.run(x).baseline`` for clean outputs. A new
@@ -257,12 +260,19 @@ class Lens:
         st = _Site(site, module)
         lens = self
 
-        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
-            if not st.active or lens._bypass:
-                return None
-            return st.apply(output)
+        inner = module.__dict__.get("forward")  # an instance-level forward installed by someone else
 
-        st.handle = module.register_forward_hook(hook)
+        def forward(self_: nn.Module, *args: Any, **kwargs: Any) -> Any:
+            out = inner(*args, **kwargs) if inner is not None else type(self_).forward(self_, *args, **kwargs)
+            if not st.active or lens._bypass:
+                return out
+            return st.apply(out)
+
+        # An instance-level forward wrapper rather than a forward hook: any hook moves
+        # Module._call_impl off its no-hook fast path (~5 µs a call); this costs ~1 µs.
+        wrapped = types.MethodType(forward, module)
+        module.forward = wrapped
+        st.handle = _ForwardHandle(module, wrapped, inner)
         self._sites[site] = st
 
     @property
@@ -628,6 +638,7 @@ class Lens:
         if self._closed is not None:
             return
         for st in self._sites.values():
+            st.active = ()
             if st.handle is not None:
                 st.handle.remove()
                 st.handle = None
@@ -817,3 +828,20 @@ def _signature(inputs: Any) -> Any:
             (k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items()
         )
     return type(inputs)
+
+
+class _ForwardHandle:
+    """Undoes a Lens's instance-level ``forward`` wrapper (the analogue of a hook handle)."""
+
+    __slots__ = ("inner", "module", "wrapped")
+
+    def __init__(self, module: nn.Module, wrapped: Any, inner: Any) -> None:
+        self.module, self.wrapped, self.inner = module, wrapped, inner
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") is self.wrapped:
+            if self.inner is None:
+                del self.module.__dict__["forward"]
+            else:
+                self.module.__dict__["forward"] = self.inner
+        # else someone wrapped on top of ours: ours stays in their chain as a pass-through (site.active = ())
