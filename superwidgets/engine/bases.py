@@ -66,10 +66,14 @@ class Basis:
         """Display names of the features at a site of ``width`` units."""
         raise NotImplementedError
 
+    def count(self, width: int) -> int:
+        """Number of features at a site of ``width`` units."""
+        return len(self.names(width))
+
     def index(self, feature: int | str, width: int) -> int:
         """Resolve a feature given by position or name to its position."""
-        names = self.names(width)
         if isinstance(feature, str):
+            names = self.names(width)
             if feature in names:
                 return names.index(feature)
             raise ValueError(
@@ -77,10 +81,9 @@ class Basis:
             )
         if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)):
             raise ValueError(f"a feature must be an int index or a name, got {feature!r}")
-        if not 0 <= int(feature) < len(names):
-            raise ValueError(
-                f"feature {feature} is out of range; this basis has {len(names)} features (0..{len(names) - 1})"
-            )
+        count = self.count(width)
+        if not 0 <= int(feature) < count:
+            raise ValueError(f"feature {feature} is out of range; this basis has {count} features (0..{count - 1})")
         return int(feature)
 
     def vectors(self, width: int) -> torch.Tensor | None:
@@ -111,6 +114,9 @@ class Neurons(Basis):
 
     def names(self, width: int) -> list[str]:
         return [f"{self.prefix}{i}" for i in range(width)]
+
+    def count(self, width: int) -> int:
+        return width
 
     def vectors(self, width: int) -> torch.Tensor | None:
         return None
