@@ -13,6 +13,7 @@ MODULES = {
     "engine": "bench.engine",
     "import": "bench.import_time",
     "wire": "bench.wire",
+    "toy": "bench.toy",
     "latency": "bench.latency",
 }
 

@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 #: Benchmarks in the order ``python -m bench all`` runs them (and the doc lists them).
-NAMES = ("hooks", "engine", "import", "wire", "latency")
+NAMES = ("hooks", "engine", "import", "wire", "toy", "latency")
 
 TITLES = {
     "hooks": "Hook overhead (`python -m bench hooks`)",
     "import": "Import time (`python -m bench import`)",
     "wire": "Arrays on the wire (`python -m bench wire`)",
     "latency": "Slider to DOM in JupyterLab + Chromium (`python -m bench latency`)",
+    "toy": "Toy models of superposition: retraining the lesson model (`python -m bench toy`)",
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
 }
 

@@ -34,6 +34,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "FeatureLab": ("superwidgets.widgets.lab", "FeatureLab"),
+    "SuperpositionExplorer": ("superwidgets.widgets.explorer", "SuperpositionExplorer"),
+    "science": ("superwidgets.science", None),
     "zoo": ("superwidgets.zoo", None),
     "data": ("superwidgets.data", None),
     "widgets": ("superwidgets.widgets", None),
@@ -58,7 +60,9 @@ __all__ = [
     "Scale",
     "SiteError",
     "Steer",
+    "SuperpositionExplorer",
     "data",
+    "science",
     "zoo",
 ]
 

@@ -1,5 +1,29 @@
-"""Science layer: SAEs (more to come: toy models, metrics, alignment)."""
+"""Science layer: SAEs and toy models of superposition (more to come: metrics, alignment)."""
 
 from .sae import ReLUSAE
+from .toy import (
+    ToyConfig,
+    ToyModel,
+    dimensionality,
+    dims_per_feature,
+    feature_norms,
+    interference,
+    n_represented,
+    sample_batch,
+    superposition,
+    train_toy,
+)
 
-__all__ = ["ReLUSAE"]
+__all__ = [
+    "ReLUSAE",
+    "ToyConfig",
+    "ToyModel",
+    "dimensionality",
+    "dims_per_feature",
+    "feature_norms",
+    "interference",
+    "n_represented",
+    "sample_batch",
+    "superposition",
+    "train_toy",
+]

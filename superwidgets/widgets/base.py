@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,21 @@ class WidgetBase(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._handlers: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {}
-        self._quiet = False
         self.on_msg(self._dispatch)
+
+    _tls = threading.local()
+
+    @property
+    def _quiet(self) -> bool:
+        """True while this thread writes results (observers then skip); per thread, so a
+        background training thread never silences a change the user makes meanwhile."""
+        return getattr(self._tls, "quiet", {}).get(id(self), False)
+
+    @_quiet.setter
+    def _quiet(self, value: bool) -> None:
+        if not hasattr(self._tls, "quiet"):
+            self._tls.quiet = {}
+        self._tls.quiet[id(self)] = value
 
     def _handle(self, kind: str, fn: Callable[[dict[str, Any], list[Any]], None]) -> None:
         self._handlers[kind] = fn
