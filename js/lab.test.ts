@@ -84,6 +84,13 @@ function wire(values: number[], offset = 0): WireArray {
   return { view, dtype: "float32", shape: [values.length] };
 }
 
+/** An int32 wire array. */
+function wireI32(values: number[]): WireArray {
+  const view = new DataView(new ArrayBuffer(values.length * 4));
+  values.forEach((v, i) => view.setInt32(i * 4, v, true));
+  return { view, dtype: "int32", shape: [values.length] };
+}
+
 const f32 = (xs: number[]): number[] => xs.map(Math.fround);
 
 function baseState(over: Partial<LabState> = {}): LabState {
@@ -101,6 +108,12 @@ function baseState(over: Partial<LabState> = {}): LabState {
     edited: wire([0.6, 0.4], 2),
     activations: wire([0.5, -1.25, 2]),
     readout: "softmax",
+    cohort_class: 0,
+    cohort_hist: wireI32([1, 0, 3]),
+    cohort_edges: wire([-0.3, -0.1, 0.1, 0.3]),
+    cohort_flips: 2,
+    cohort_top: wireI32([4, 2]),
+    cohort_top_delta: wire([-0.25, 0.125]),
     error: "",
     rev: 1,
     seq: 0,
@@ -176,8 +189,8 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset + a toggle and a slider per feature
-    expect(controls.length).toBe(4 + 2 * 3);
+    // prev, next, index, reset + a toggle and a slider per feature + one button per most-affected input
+    expect(controls.length).toBe(4 + 2 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -273,5 +286,29 @@ describe("FeatureLab view", () => {
     expect(model.sent).toHaveLength(0);
     model.update({ error: "late", rev: 9 });
     expect(el.childNodes).toHaveLength(0);
+  });
+});
+
+describe("cohort view", () => {
+  test("shows the histogram, the flips and the most affected inputs, and loads one on click", () => {
+    mount();
+    const cohort = el.querySelector(".sw-cohort") as HTMLElement;
+    expect(cohort.hidden).toBe(false);
+    expect(cohort.dataset.flips).toBe("2");
+    expect(el.querySelector(".sw-cohort-text")?.textContent).toBe("2 of 4 predictions flip");
+    const counts = [...el.querySelectorAll(".sw-hist rect")].map((r) => Number(r.getAttribute("data-count")));
+    expect(counts).toEqual([1, 0, 3]);
+    const items = [...el.querySelectorAll<HTMLButtonElement>(".sw-top-item")];
+    expect(items.map((b) => b.dataset.index)).toEqual(["4", "2"]);
+    expect(items[0].textContent).toBe("#4 Δ -0.250");
+    expect(items.every((b) => b.getAttribute("data-lm-suppress-shortcuts") === "true")).toBe(true);
+    items[0].click();
+    expect(model.sent).toHaveLength(1);
+    expect(model.sent[0].content).toMatchObject({ type: "request", index: 4 });
+  });
+
+  test("is hidden when the widget has no cohort summary", () => {
+    mount({ cohort_hist: null, cohort_edges: null, cohort_top: null, cohort_top_delta: null });
+    expect((el.querySelector(".sw-cohort") as HTMLElement).hidden).toBe(true);
   });
 });

@@ -7,6 +7,7 @@ import { scaleLinear } from "d3-scale";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, h, signed } from "./lib/dom";
+import { s, svgRoot } from "./lib/svg";
 import "./lab.css";
 
 export interface LabState {
@@ -23,6 +24,12 @@ export interface LabState {
   edited: WireArray | null;
   activations: WireArray | null;
   readout: string;
+  cohort_class: number;
+  cohort_hist: WireArray | null;
+  cohort_edges: WireArray | null;
+  cohort_flips: number;
+  cohort_top: WireArray | null;
+  cohort_top_delta: WireArray | null;
   error: string;
   rev: number;
   seq: number;
@@ -80,13 +87,18 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     h("span", {}, "edited"),
   ]);
   const features = h("div", { class: "sw-features", role: "list", "aria-label": "features" });
+  const cohortTitle = h("h4", {}, "cohort");
+  const cohortHist = h("div", { class: "sw-hist" });
+  const cohortText = h("div", { class: "sw-cohort-text" });
+  const cohortTop = h("div", { class: "sw-top", role: "list", "aria-label": "most affected inputs" });
+  const cohort = h("div", { class: "sw-cohort" }, undefined, [cohortTitle, cohortText, cohortHist, cohortTop]);
   const reset = control(h("button", { class: "sw-reset", type: "button" }, "reset edits"));
   const status = h("span", { class: "sw-status", "aria-live": "polite" });
   root.append(
     header,
     error,
     h("div", { class: "sw-body" }, undefined, [
-      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds]),
+      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, cohort]),
       h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features]),
     ]),
     h("div", { class: "sw-footer" }, undefined, [reset, status]),
@@ -215,12 +227,62 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
         r.bar.parentElement?.setAttribute("title", `activation ${a.toFixed(3)}`);
       });
     }
+    renderCohort();
     label.textContent = model.get("input_label");
     title.textContent = `FeatureLab · site ${model.get("site")}`;
     const err = model.get("error");
     error.textContent = err;
     error.hidden = !err;
     root.dataset.rev = String(model.get("rev"));
+  }
+
+  function renderCohort(): void {
+    const hist = decodeArray(model.get("cohort_hist"));
+    const edges = decodeArray(model.get("cohort_edges"));
+    const top = decodeArray(model.get("cohort_top"));
+    const topDelta = decodeArray(model.get("cohort_top_delta"));
+    cohort.hidden = !hist || !edges || hist.length === 0;
+    if (!hist || !edges || hist.length === 0) return;
+    const names = model.get("class_names");
+    const cls = names[model.get("cohort_class")] ?? String(model.get("cohort_class"));
+    const total = Array.from(hist).reduce((a, b) => a + b, 0);
+    const flips = model.get("cohort_flips");
+    cohort.dataset.flips = String(flips);
+    cohortTitle.textContent = `cohort: change of ${cls} over ${total} inputs`;
+    cohortText.textContent = `${flips} of ${total} predictions flip`;
+    const W = 240;
+    const H = 60;
+    const svg = svgRoot(W, H + 12, `histogram of the change of ${cls}`);
+    const y = scaleLinear().domain([0, Math.log1p(Math.max(1, ...Array.from(hist)))]).range([0, H]);
+    const bw = W / hist.length;
+    hist.forEach((c, i) => {
+      const hgt = y(Math.log1p(c));
+      const mid = (edges[i] + edges[i + 1]) / 2;
+      svg.append(
+        s("rect", {
+          x: i * bw + 0.5,
+          y: H - hgt,
+          width: Math.max(1, bw - 1),
+          height: hgt,
+          class: mid < 0 ? "sw-hist-neg" : mid > 0 ? "sw-hist-pos" : "sw-hist-zero",
+          "data-count": c,
+        }),
+      );
+    });
+    svg.append(s("text", { x: 0, y: H + 11, class: "sw-axis" }, edges[0].toFixed(2)));
+    svg.append(s("text", { x: W, y: H + 11, class: "sw-axis", "text-anchor": "end" }, `+${edges[edges.length - 1].toFixed(2)}`));
+    cohortHist.replaceChildren(svg);
+    cohortTop.replaceChildren(
+      ...Array.from(top ?? [], (idx, j) =>
+        control(
+          h(
+            "button",
+            { type: "button", class: "sw-top-item", role: "listitem", "data-index": idx, title: `show input ${idx}` },
+            `#${idx} Δ ${signed(topDelta?.[j] ?? 0)}`,
+          ),
+        ),
+      ),
+    );
   }
 
   // ---- wiring
@@ -259,6 +321,10 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   d.listen(indexInput, "change", () => go(Number(indexInput.value)));
   d.listen(prev, "click", () => go(index - 1));
   d.listen(next, "click", () => go(index + 1));
+  d.listen(cohortTop, "click", (ev) => {
+    const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
+    if (b) go(Number(b.dataset.index));
+  });
   d.listen(reset, "click", () => {
     ablated.clear();
     steer.fill(0);

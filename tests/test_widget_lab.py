@@ -204,3 +204,32 @@ def test_bad_constructor_arguments(zoo):
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         sw.FeatureLab(lens, inputs=data, site="hidden", colour="red")
     lens.close()
+
+
+def test_cohort_summaries(lab, zoo):
+    model, data = zoo
+    lab.ablated = [13]
+    with torch.no_grad():
+        h = torch.relu(F.linear(data.X, model.inp.weight, model.inp.bias))
+        base = torch.softmax(F.linear(h, model.out.weight, model.out.bias), 1).numpy()
+        h[:, 13] = 0
+        edit = torch.softmax(F.linear(h, model.out.weight, model.out.bias), 1).numpy()
+    delta = edit[:, 0] - base[:, 0]
+    assert lab.cohort_hist.sum() == 569 and lab.cohort_hist.dtype == np.int32
+    assert lab.cohort_edges.shape == (32,) and lab.cohort_edges[0] == -lab.cohort_edges[-1]
+    assert lab.cohort_flips == int((base.argmax(1) != edit.argmax(1)).sum()) > 0
+    np.testing.assert_array_equal(lab.cohort_top, np.argsort(-np.abs(delta), kind="stable")[:10])
+    np.testing.assert_allclose(lab.cohort_top_delta, delta[lab.cohort_top], atol=1e-5)
+    assert 38 in lab.cohort_top.tolist()  # the shown patient is among the most affected
+    lab.ablated = []
+    assert lab.cohort_flips == 0 and lab.cohort_hist.max() == 569
+
+
+def test_cohort_class_checked(zoo):
+    model, data = zoo
+    lens = sw.Lens(model)
+    with pytest.raises(ValueError, match="cohort_class 5 is out of range; the model has 2 outputs"):
+        sw.FeatureLab(lens, inputs=data, site="hidden", cohort_class=5)
+    w = sw.FeatureLab(lens, inputs=data, site="hidden", cohort_top=0)
+    assert w.cohort_hist is None
+    lens.close()

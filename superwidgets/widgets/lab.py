@@ -50,6 +50,12 @@ class FeatureLab(WidgetBase):
         How outputs become the displayed values.
     steer_max : float, optional
         Slider range ``[-steer_max, steer_max]``; default from the activations' spread.
+    cohort_class : int
+        Output whose change over the whole cohort is summarised (histogram,
+        top-affected inputs). Every update runs the edited model on all
+        inputs (resumed from the edited site); only summaries travel.
+    cohort_top : int
+        How many most-affected inputs to list (0 switches the cohort view off).
 
     Examples
     --------
@@ -96,6 +102,24 @@ class FeatureLab(WidgetBase):
     activations = Array()
     """ndarray float32 (k,): Each feature's clean coordinate for the shown input. Default ``None``."""
 
+    cohort_class = traitlets.Int(0).tag(sync=True)
+    """int: Output whose change the cohort view summarises. Default 0."""
+
+    cohort_hist = Array()
+    """ndarray int32 (bins,): How many inputs of the cohort change the ``cohort_class`` output by each bin's amount."""
+
+    cohort_edges = Array()
+    """ndarray float32 (bins + 1,): Bin edges of ``cohort_hist`` (symmetric around 0)."""
+
+    cohort_flips = traitlets.Int(0).tag(sync=True)
+    """int: Inputs of the cohort whose predicted (argmax) output changes under the edits. Default 0."""
+
+    cohort_top = Array()
+    """ndarray int32 (k,): Indices of the inputs most affected (largest absolute change), most affected first."""
+
+    cohort_top_delta = Array()
+    """ndarray float32 (k,): Their change of the ``cohort_class`` output."""
+
     readout = traitlets.Unicode("softmax").tag(sync=True)
     """str: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: how outputs are displayed. Default ``"softmax"``."""
 
@@ -110,9 +134,14 @@ class FeatureLab(WidgetBase):
         class_names: list[str] | None = None,
         readout: str = "softmax",
         steer_max: float | None = None,
+        cohort_class: int = 0,
+        cohort_top: int = 10,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
+        if cohort_top < 0:
+            raise ValueError(f"cohort_top must be >= 0, got {cohort_top}")
+        self._cohort_k = int(cohort_top)
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         self._lens = lens
@@ -146,6 +175,9 @@ class FeatureLab(WidgetBase):
             self.n_inputs = len(self._X)
             self.steer = np.zeros(len(feature_names), dtype=np.float32)
             self.steer_max = float(steer_max) if steer_max is not None else self._default_steer_max(site)
+            if not 0 <= cohort_class < n_out:
+                raise ValueError(f"cohort_class {cohort_class} is out of range; the model has {n_out} outputs")
+            self.cohort_class = int(cohort_class)
         finally:
             self._quiet = False
         self._handle("request", self._on_request)
@@ -290,6 +322,7 @@ class FeatureLab(WidgetBase):
             self._steer.enabled = bool(np.any(steer != 0))
             result = self._lens.run(x)
             acts = self._lens.activations(x, self.site)[self.site]
+            cohort = self._lens.run(self._X) if self._cohort_k > 0 else None
         except Exception:
             self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled = old
             raise
@@ -300,6 +333,33 @@ class FeatureLab(WidgetBase):
         self.edited = self._readout(result.edited)
         self.activations = self._coordinates(acts)
         self.input_label = self._label(index)
+        if cohort is not None:
+            self._summarise(cohort)
+
+    def _summarise(self, result: Any) -> None:
+        """Cohort summaries: histogram of the change, flips, most affected inputs (only these travel)."""
+        base = self._readout_rows(result.baseline)
+        edit = self._readout_rows(result.edited)
+        delta = (edit - base)[:, self.cohort_class]
+        lim = float(np.abs(delta).max())
+        lim = 1e-6 if lim == 0 else lim * 1.0001
+        hist, edges = np.histogram(delta, bins=31, range=(-lim, lim))
+        k = min(self._cohort_k, delta.shape[0])
+        top = np.argsort(-np.abs(delta), kind="stable")[:k]
+        self.cohort_hist = hist.astype(np.int32)
+        self.cohort_edges = edges.astype(np.float32)
+        self.cohort_flips = int((base.argmax(1) != edit.argmax(1)).sum())
+        self.cohort_top = top.astype(np.int32)
+        self.cohort_top_delta = delta[top].astype(np.float32)
+
+    def _readout_rows(self, out: Any) -> np.ndarray:
+        t = (out if isinstance(out, torch.Tensor) else torch.as_tensor(out)).detach().float()
+        t = t.reshape(t.shape[0], -1)
+        if self.readout == "softmax":
+            t = torch.softmax(t, 1)
+        elif self.readout == "sigmoid":
+            t = torch.sigmoid(t)
+        return t.cpu().numpy()
 
     def _x(self, index: int) -> torch.Tensor:
         # one tensor object per shown input, so the lens's baseline cache hits
