@@ -1,5 +1,24 @@
-"""Offline data sets: real patient tables shipped in scikit-learn (more to come)."""
+"""Offline data sets: real patient tables shipped in scikit-learn and a synthetic neuron world."""
 
+from .neurons import (
+    CHANNEL_NAMES,
+    FACTOR_NAMES,
+    NeuronRecords,
+    NeuronWorld,
+    death_risk,
+    neurons,
+    render_neurons,
+)
 from .patients import TabularData, breast_cancer
 
-__all__ = ["TabularData", "breast_cancer"]
+__all__ = [
+    "CHANNEL_NAMES",
+    "FACTOR_NAMES",
+    "NeuronRecords",
+    "NeuronWorld",
+    "TabularData",
+    "breast_cancer",
+    "death_risk",
+    "neurons",
+    "render_neurons",
+]
