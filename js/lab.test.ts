@@ -108,6 +108,14 @@ function baseState(over: Partial<LabState> = {}): LabState {
     edited: wire([0.6, 0.4], 2),
     activations: wire([0.5, -1.25, 2]),
     readout: "softmax",
+    image: null,
+    channel_names: [],
+    selected: -1,
+    spatial: null,
+    gallery: null,
+    gallery_indices: null,
+    factor_names: [],
+    gt_corr: null,
     cohort_class: 0,
     cohort_hist: wireI32([1, 0, 3]),
     cohort_edges: wire([-0.3, -0.1, 0.1, 0.3]),
@@ -189,8 +197,9 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset + a toggle and a slider per feature + one button per most-affected input
-    expect(controls.length).toBe(4 + 2 * 3 + 2);
+    // prev, next, index, reset, channel select, map checkbox + a toggle, a name button and a slider
+    // per feature + one button per most-affected input
+    expect(controls.length).toBe(6 + 3 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -310,5 +319,25 @@ describe("cohort view", () => {
   test("is hidden when the widget has no cohort summary", () => {
     mount({ cohort_hist: null, cohort_edges: null, cohort_top: null, cohort_top_delta: null });
     expect((el.querySelector(".sw-cohort") as HTMLElement).hidden).toBe(true);
+  });
+});
+
+describe("ground truth and selection", () => {
+  test("clicking a feature name asks Python to select it; correlations render sorted by strength", () => {
+    mount({ factor_names: ["soma", "neurite", "puncta"], selected: 1, gt_corr: wire([0.1, -0.75, 0.5]) });
+    const rows = [...el.querySelectorAll<HTMLElement>(".sw-gt-row")];
+    expect(rows.map((r) => r.dataset.factor)).toEqual(["1", "2", "0"]);
+    expect(rows[0].querySelector(".sw-gt-bar")?.classList.contains("sw-neg")).toBe(true);
+    expect(el.querySelector(".sw-feature.sw-selected")?.getAttribute("data-feature")).toBe("1");
+    (el.querySelector('[data-select="2"]') as HTMLButtonElement).click();
+    expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "select", feature: 2 });
+    (el.querySelector('[data-select="1"]') as HTMLButtonElement).click();
+    expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "select", feature: -1 }); // a second click clears
+  });
+
+  test("the image and ground-truth panels are hidden for tabular inputs", () => {
+    mount();
+    expect((el.querySelector(".sw-image-panel") as HTMLElement).hidden).toBe(true);
+    expect((el.querySelector(".sw-gt-panel") as HTMLElement).hidden).toBe(true);
   });
 });

@@ -24,6 +24,14 @@ export interface LabState {
   edited: WireArray | null;
   activations: WireArray | null;
   readout: string;
+  image: WireArray | null;
+  channel_names: string[];
+  selected: number;
+  spatial: WireArray | null;
+  gallery: WireArray | null;
+  gallery_indices: WireArray | null;
+  factor_names: string[];
+  gt_corr: WireArray | null;
   cohort_class: number;
   cohort_hist: WireArray | null;
   cohort_edges: WireArray | null;
@@ -92,14 +100,29 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   const cohortText = h("div", { class: "sw-cohort-text" });
   const cohortTop = h("div", { class: "sw-top", role: "list", "aria-label": "most affected inputs" });
   const cohort = h("div", { class: "sw-cohort" }, undefined, [cohortTitle, cohortText, cohortHist, cohortTop]);
+  // image inputs: the shown image (composite or one channel) with the selected feature's map on top
+  const canvas = h("canvas", { class: "sw-image", width: 128, height: 128, "aria-label": "input image" });
+  const channel = control(h("select", { class: "sw-channel", "aria-label": "image channel" }));
+  const overlay = control(h("input", { type: "checkbox", class: "sw-overlay", checked: true, "aria-label": "show activation map" }));
+  const gallery = h("div", { class: "sw-gallery", role: "list", "aria-label": "gallery" });
+  const imagePanel = h("section", { class: "sw-image-panel" }, undefined, [
+    h("h4", {}, "input"),
+    canvas,
+    h("div", { class: "sw-image-controls" }, undefined, [channel, h("label", {}, undefined, [overlay, h("span", {}, "map")])]),
+    gallery,
+  ]);
+  const gtTitle = h("h4", {}, "ground truth");
+  const gt = h("div", { class: "sw-gt", role: "list", "aria-label": "correlation with true factors" });
+  const gtPanel = h("div", { class: "sw-gt-panel" }, undefined, [gtTitle, gt]);
   const reset = control(h("button", { class: "sw-reset", type: "button" }, "reset edits"));
   const status = h("span", { class: "sw-status", "aria-live": "polite" });
   root.append(
     header,
     error,
     h("div", { class: "sw-body" }, undefined, [
+      imagePanel,
       h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, cohort]),
-      h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features]),
+      h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features, gtPanel]),
     ]),
     h("div", { class: "sw-footer" }, undefined, [reset, status]),
   );
@@ -133,7 +156,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       const bar = h("span", { class: "sw-act-bar" });
       const row = h("div", { class: "sw-feature", role: "listitem", "data-feature": i }, undefined, [
         toggle,
-        h("span", { class: "sw-feature-name", title: name }, name),
+        control(h("button", { type: "button", class: "sw-feature-name", title: `select ${name}`, "data-select": i }, name)),
         h("span", { class: "sw-act" }, undefined, [bar]),
         slider,
         value,
@@ -228,6 +251,8 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       });
     }
     renderCohort();
+    renderImage();
+    renderGroundTruth();
     label.textContent = model.get("input_label");
     title.textContent = `FeatureLab · site ${model.get("site")}`;
     const err = model.get("error");
@@ -285,6 +310,123 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     );
   }
 
+  const RGB = [
+    [0.2, 1.0, 0.2],
+    [0.25, 0.45, 1.0],
+    [1.0, 0.25, 0.85],
+    [1.0, 0.85, 0.1],
+  ];
+
+  function paint(ctx: CanvasRenderingContext2D, data: ArrayLike<number>, c: number, hgt: number, wid: number, pick: number): void {
+    const img = ctx.createImageData(wid, hgt);
+    for (let y = 0; y < hgt; y++)
+      for (let x = 0; x < wid; x++) {
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        for (let k = 0; k < c; k++) {
+          if (pick >= 0 && k !== pick) continue;
+          const v = data[(k * hgt + y) * wid + x];
+          const col = pick >= 0 || c === 1 ? [1, 1, 1] : RGB[k % RGB.length];
+          r += v * col[0];
+          g += v * col[1];
+          b += v * col[2];
+        }
+        const o = (y * wid + x) * 4;
+        img.data[o] = Math.min(255, r * 255);
+        img.data[o + 1] = Math.min(255, g * 255);
+        img.data[o + 2] = Math.min(255, b * 255);
+        img.data[o + 3] = 255;
+      }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  function renderImage(): void {
+    const wire = model.get("image");
+    imagePanel.hidden = !wire;
+    if (!wire) return;
+    const data = decodeArray(wire);
+    const [c, hgt, wid] = wire.shape;
+    const names = model.get("channel_names");
+    if (channel.options.length !== names.length + 1) {
+      channel.replaceChildren(h("option", { value: -1 }, "composite"), ...names.map((n, i) => h("option", { value: i }, n)));
+    }
+    canvas.width = wid;
+    canvas.height = hgt;
+    const ctx = canvas.getContext("2d");
+    if (!ctx || !data) return;
+    paint(ctx, data, c, hgt, wid, Number(channel.value));
+    const sp = model.get("spatial");
+    const map = decodeArray(sp);
+    canvas.dataset.map = map ? "on" : "off";
+    if (sp && map && overlay.checked) {
+      const [mh, mw] = sp.shape;
+      const peak = Math.max(1e-9, ...Array.from(map, Math.abs));
+      const tmp = document.createElement("canvas");
+      tmp.width = mw;
+      tmp.height = mh;
+      const tctx = tmp.getContext("2d");
+      if (tctx) {
+        const im = tctx.createImageData(mw, mh);
+        map.forEach((v, i) => {
+          const a = Math.min(1, Math.abs(v) / peak);
+          im.data[i * 4] = v >= 0 ? 255 : 30;
+          im.data[i * 4 + 1] = v >= 0 ? 140 : 120;
+          im.data[i * 4 + 2] = v >= 0 ? 0 : 255;
+          im.data[i * 4 + 3] = Math.round(a * 170);
+        });
+        tctx.putImageData(im, 0, 0);
+        ctx.imageSmoothingEnabled = true;
+        ctx.drawImage(tmp, 0, 0, wid, hgt);
+      }
+    }
+    const thumbs = model.get("gallery");
+    const idx = decodeArray(model.get("gallery_indices"));
+    const tdata = decodeArray(thumbs);
+    if (thumbs && tdata && idx && gallery.childElementCount !== idx.length) {
+      const [, , th, tw] = thumbs.shape;
+      gallery.replaceChildren(
+        ...Array.from(idx, (inputIndex, g) => {
+          const tc = h("canvas", { width: tw, height: th });
+          const tctx = tc.getContext("2d");
+          if (tctx) paint(tctx, tdata.subarray(g * 3 * th * tw, (g + 1) * 3 * th * tw), 3, th, tw, -1);
+          return control(h("button", { type: "button", class: "sw-thumb", "data-index": inputIndex, title: `input ${inputIndex}` }, undefined, [tc]));
+        }),
+      );
+    }
+    for (const b of gallery.querySelectorAll<HTMLElement>(".sw-thumb")) b.classList.toggle("sw-current", Number(b.dataset.index) === index);
+  }
+
+  function renderGroundTruth(): void {
+    const names = model.get("factor_names");
+    const r = decodeArray(model.get("gt_corr"));
+    const sel = model.get("selected");
+    rows.forEach((row, i) => row.row.classList.toggle("sw-selected", i === sel));
+    gtPanel.hidden = names.length === 0;
+    if (names.length === 0) return;
+    const fname = model.get("feature_names")[sel];
+    gtTitle.textContent = sel >= 0 && fname ? `ground truth: ${fname} vs true factors` : "ground truth: click a feature name";
+    if (!r || sel < 0) {
+      gt.replaceChildren();
+      return;
+    }
+    const order = Array.from(r.keys()).sort((a, b) => Math.abs(r[b]) - Math.abs(r[a]));
+    gt.replaceChildren(
+      ...order.map((k) =>
+        h("div", { class: "sw-gt-row", role: "listitem", "data-factor": k, "data-r": r[k] }, undefined, [
+          h("span", { class: "sw-gt-name", title: names[k] }, names[k]),
+          h("span", { class: "sw-gt-track" }, undefined, [
+            h("span", {
+              class: `sw-gt-bar ${r[k] < 0 ? "sw-neg" : ""}`,
+              style: `width:${(Math.abs(r[k]) * 50).toFixed(1)}%;${r[k] < 0 ? "right:50%" : "left:50%"}`,
+            }),
+          ]),
+          h("span", { class: "sw-gt-value" }, signed(r[k], 2)),
+        ]),
+      ),
+    );
+  }
+
   // ---- wiring
   on("change:rev", () => {
     const mine = model.get("origin") === viewId;
@@ -321,6 +463,18 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   d.listen(indexInput, "change", () => go(Number(indexInput.value)));
   d.listen(prev, "click", () => go(index - 1));
   d.listen(next, "click", () => go(index + 1));
+  d.listen(features, "click", (ev) => {
+    const b = (ev.target as HTMLElement).closest("[data-select]") as HTMLElement | null;
+    if (!b) return;
+    const f = Number(b.dataset.select);
+    model.send({ type: "select", seq: 0, origin: viewId, feature: f === model.get("selected") ? -1 : f });
+  });
+  d.listen(gallery, "click", (ev) => {
+    const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
+    if (b) go(Number(b.dataset.index));
+  });
+  d.listen(channel, "change", renderImage);
+  d.listen(overlay, "change", renderImage);
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
     if (b) go(Number(b.dataset.index));

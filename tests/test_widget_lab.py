@@ -233,3 +233,44 @@ def test_cohort_class_checked(zoo):
     w = sw.FeatureLab(lens, inputs=data, site="hidden", cohort_top=0)
     assert w.cohort_hist is None
     lens.close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    return sw.data.neurons(n=120, seed=0, image_size=32)
+
+
+def test_images_spatial_maps_and_ground_truth(world):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 6, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(24, 2),
+    ).eval()
+    lens = sw.Lens(model)
+    lab = sw.FeatureLab(lens, inputs=world, site="1", gallery=8)
+    assert lab.image.shape == (4, 32, 32) and lab.channel_names == ["neurites", "nuclei", "puncta", "ais"]
+    assert lab.gallery.shape == (8, 3, 24, 24) and lab.gallery_indices.tolist() == list(range(8))
+    assert lab.class_names == ["control", "PD"] and "true:" in lab.input_label
+    assert lab.factor_names == world.factor_names and lab.spatial is None
+    lab.select(2)
+    with torch.no_grad():
+        act = model[1](model[0](torch.from_numpy(world.images[:1])))[0, 2].numpy()
+        pooled = model[1](model[0](torch.from_numpy(world.images))).mean(dim=(2, 3))[:, 2].numpy()
+    np.testing.assert_allclose(lab.spatial, act, atol=1e-5)  # the channel's map for the shown cell
+    want = np.corrcoef(pooled, world.factors[:, 0])[0, 1]
+    assert lab.gt_corr.shape == (20,) and lab.gt_corr[0] == pytest.approx(want, abs=1e-4)
+    lab.ablated = [2]
+    assert not lab.spatial.any()  # the map shows the edited activation: an ablated channel is zero
+    with pytest.raises(ValueError, match=r"feature must be an index in 0\.\.5"):
+        lab.select(9)
+    assert lab.selected == 2
+    lens.close()
+
+
+def test_ground_truth_shape_checked(zoo):
+    model, data = zoo
+    with pytest.raises(ValueError, match=r"ground-truth factors must have shape \(569, K\)"):
+        sw.FeatureLab(sw.Lens(model), inputs=data, site="hidden", ground_truth=(np.zeros((5, 2)), ["a", "b"]))

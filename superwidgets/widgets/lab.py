@@ -56,6 +56,19 @@ class FeatureLab(WidgetBase):
         inputs (resumed from the edited site); only summaries travel.
     cohort_top : int
         How many most-affected inputs to list (0 switches the cohort view off).
+    ground_truth : object or (array, names), optional
+        True factors per input (``.factors`` and ``.factor_names``, e.g. a
+        :class:`superwidgets.data.NeuronWorld`, or a pair). Taken from
+        ``inputs`` when it has them. The panel shows the selected feature's
+        correlation with each factor: polysemanticity made visible.
+    gallery : int
+        Number of thumbnails in the image gallery (images only).
+
+    Notes
+    -----
+    Image inputs (``(n, C, H, W)``, e.g. ``NeuronWorld.images``) are shown as
+    a composite or per channel; at a convolutional site the selected
+    feature's (edited) activation map is overlaid on the image.
 
     Examples
     --------
@@ -120,6 +133,30 @@ class FeatureLab(WidgetBase):
     cohort_top_delta = Array()
     """ndarray float32 (k,): Their change of the ``cohort_class`` output."""
 
+    image = Array()
+    """ndarray float32 (C, H, W): The shown input when inputs are images (values in [0, 1]); ``None`` otherwise."""
+
+    channel_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Names of the image channels. Default ``[]``."""
+
+    selected = traitlets.Int(-1).tag(sync=True)
+    """int: Feature whose spatial map and ground-truth correlations are shown (-1: none). Default -1."""
+
+    spatial = Array()
+    """ndarray float32 (h, w): Edited activation map of ``selected`` at a convolutional site; ``None`` otherwise."""
+
+    gallery = Array()
+    """ndarray float32 (G, 3, t, t): RGB thumbnails of the gallery inputs (images only)."""
+
+    gallery_indices = Array()
+    """ndarray int32 (G,): Input index of each gallery thumbnail."""
+
+    factor_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Names of the ground-truth factors (synthetic worlds). Default ``[]``."""
+
+    gt_corr = Array()
+    """ndarray float32 (K,): Correlation of ``selected`` (its clean coordinate over the cohort) with each factor."""
+
     readout = traitlets.Unicode("softmax").tag(sync=True)
     """str: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: how outputs are displayed. Default ``"softmax"``."""
 
@@ -136,6 +173,8 @@ class FeatureLab(WidgetBase):
         steer_max: float | None = None,
         cohort_class: int = 0,
         cohort_top: int = 10,
+        ground_truth: Any = None,
+        gallery: int = 24,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
@@ -146,6 +185,8 @@ class FeatureLab(WidgetBase):
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         self._lens = lens
         self._X, labels, label_names = _inputs(inputs)
+        self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
+        self._cohort_coords: np.ndarray | None = None
         self._labels = labels
         self._basis = basis if basis is not None else Neurons()
         self._x_cache: tuple[int, torch.Tensor] | None = None
@@ -178,9 +219,18 @@ class FeatureLab(WidgetBase):
             if not 0 <= cohort_class < n_out:
                 raise ValueError(f"cohort_class {cohort_class} is out of range; the model has {n_out} outputs")
             self.cohort_class = int(cohort_class)
+            self.factor_names = factor_names
+            if self._X.ndim == 4:
+                self.channel_names = list(
+                    getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
+                )
+                idx = np.arange(min(int(gallery), len(self._X)), dtype=np.int32)
+                self.gallery_indices = idx
+                self.gallery = _thumbnails(self._X[torch.from_numpy(idx).long()])
         finally:
             self._quiet = False
         self._handle("request", self._on_request)
+        self._handle("select", self._on_select)
         with self._publish():
             self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
 
@@ -281,6 +331,54 @@ class FeatureLab(WidgetBase):
 
         self._guard(change, run)
 
+    def select(self, feature: int) -> None:
+        """Show ``feature``'s spatial map and ground-truth correlations (``-1`` clears)."""
+        with self._publish():
+            self._select(feature)
+
+    def _on_select(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        self._select(content.get("feature", -1))
+
+    def _select(self, feature: Any) -> None:
+        k = len(self.feature_names)
+        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not -1 <= int(feature) < k:
+            raise ValueError(f"feature must be an index in 0..{k - 1} (or -1 for none), got {feature!r}")
+        self.selected = int(feature)
+        self._views(self._x(self.index))
+
+    def _views(self, x: torch.Tensor) -> None:
+        """Selection-dependent views: spatial map (conv sites) and ground-truth correlations."""
+        f = self.selected
+        if f < 0:
+            self.spatial = None
+            self.gt_corr = None
+            return
+        acts = self._lens.activations(x, self.site, edited=True)[self.site].float()
+        if acts.ndim == 4:
+            h = acts[0].movedim(0, -1)  # (h, w, C)
+            vecs = self._basis.vectors(self._width)
+            m = h[..., f] if vecs is None else h @ (vecs[f] / vecs[f].norm())
+            self.spatial = m.cpu().numpy().astype(np.float32)
+        else:
+            self.spatial = None
+        if self._factors is not None:
+            coords = self._all_coordinates()[:, f]
+            self.gt_corr = _corr(coords, self._factors)
+
+    def _all_coordinates(self) -> np.ndarray:
+        """Clean coordinates of every feature for every input (spatially averaged), cached."""
+        if self._cohort_coords is None:
+            parts = []
+            for i in range(0, len(self._X), 1024):
+                acts = self._lens.activations(self._X[i : i + 1024], self.site)[self.site].float()
+                h = acts.movedim(1, -1).mean(dim=(1, 2)) if acts.ndim == 4 else acts.reshape(acts.shape[0], -1)
+                vecs = self._basis.vectors(self._width)
+                if vecs is not None:
+                    h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+                parts.append(h.cpu().numpy())
+            self._cohort_coords = np.concatenate(parts)
+        return self._cohort_coords
+
     def _on_request(self, content: dict[str, Any], buffers: list[Any]) -> None:
         index = content.get("index", self.index)
         ablated = content.get("ablated", list(self.ablated))
@@ -333,6 +431,9 @@ class FeatureLab(WidgetBase):
         self.edited = self._readout(result.edited)
         self.activations = self._coordinates(acts)
         self.input_label = self._label(index)
+        if self._X.ndim == 4:
+            self.image = _as_image(self._X[index])
+        self._views(x)
         if cohort is not None:
             self._summarise(cohort)
 
@@ -415,8 +516,65 @@ class FeatureLab(WidgetBase):
         _OWNERS[key] = weakref.ref(self)
 
 
+def _ground_truth(source: Any, n: int) -> tuple[np.ndarray | None, list[str]]:
+    """(factors (n, K), names) from an object with ``.factors``/``.factor_names`` or an (array, names) pair."""
+    if isinstance(source, tuple) and len(source) == 2:
+        factors, names = source
+    elif hasattr(source, "factors") and hasattr(source, "factor_names"):
+        factors, names = source.factors, source.factor_names
+    else:
+        return None, []
+    f = np.asarray(factors, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] != n:
+        raise ValueError(f"ground-truth factors must have shape ({n}, K) to match the inputs, got {f.shape}")
+    if len(names) != f.shape[1]:
+        raise ValueError(f"got {len(names)} factor names for {f.shape[1]} factors")
+    return f, [str(x) for x in names]
+
+
+def _corr(x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x`` (n,) with each column of ``factors`` (n, K); 0 where either is constant."""
+    xc = x - x.mean()
+    fc = factors - factors.mean(0)
+    den = np.sqrt((xc**2).sum() * (fc**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, xc @ fc / den, 0.0)
+    return r.astype(np.float32)
+
+
+_RGB = np.array([[0.2, 1.0, 0.2], [0.25, 0.45, 1.0], [1.0, 0.25, 0.85], [1.0, 0.85, 0.1]], dtype=np.float32)
+
+
+def _as_image(x: torch.Tensor) -> np.ndarray:
+    img = x.detach().float().cpu().numpy()
+    lo, hi = float(img.min()), float(img.max())
+    if lo < 0 or hi > 1:  # standardised images: rescale for display
+        img = (img - lo) / (hi - lo + 1e-12)
+    return img.astype(np.float32)
+
+
+def _thumbnails(x: torch.Tensor, size: int = 24) -> np.ndarray:
+    """RGB composites (G, 3, size, size) of images (G, C, H, W)."""
+    small = torch.nn.functional.adaptive_avg_pool2d(x.detach().float(), size).cpu().numpy()
+    lo, hi = small.min(axis=(1, 2, 3), keepdims=True), small.max(axis=(1, 2, 3), keepdims=True)
+    small = (small - np.minimum(lo, 0)) / (np.maximum(hi, 1) - np.minimum(lo, 0))
+    c = small.shape[1]
+    colors = _RGB[np.arange(c) % len(_RGB)] if c > 1 else np.ones((1, 3), np.float32)
+    rgb = np.einsum("gchw,ck->gkhw", small, colors)
+    return np.clip(rgb, 0, 1).astype(np.float32)
+
+
 def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
     """Normalise ``inputs`` to (X, label text per row, class names)."""
+    if hasattr(inputs, "images") and hasattr(inputs, "factors"):  # a synthetic neuron world
+        X = torch.as_tensor(np.asarray(inputs.images, dtype=np.float32))
+        records = getattr(inputs, "records", None)
+        class_names = getattr(records, "class_names", None)
+        y = getattr(inputs, "disease", None)
+        labels = None
+        if y is not None:
+            labels = [class_names[int(v)] if class_names else str(int(v)) for v in np.asarray(y).reshape(-1)]
+        return X, labels, class_names
     X = getattr(inputs, "X", inputs)
     if isinstance(X, np.ndarray):
         X = torch.from_numpy(X)
