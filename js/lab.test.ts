@@ -116,6 +116,9 @@ function baseState(over: Partial<LabState> = {}): LabState {
     gallery_indices: null,
     factor_names: [],
     gt_corr: null,
+    record_names: [],
+    record: null,
+    record_edited: false,
     cohort_class: 0,
     cohort_hist: wireI32([1, 0, 3]),
     cohort_edges: wire([-0.3, -0.1, 0.1, 0.3]),
@@ -197,9 +200,9 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset, channel select, map checkbox + a toggle, a name button and a slider
-    // per feature + one button per most-affected input
-    expect(controls.length).toBe(6 + 3 * 3 + 2);
+    // prev, next, index, reset, channel select, map checkbox, record restore + a toggle, a name
+    // button and a slider per feature + one button per most-affected input
+    expect(controls.length).toBe(7 + 3 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -339,5 +342,19 @@ describe("ground truth and selection", () => {
     mount();
     expect((el.querySelector(".sw-image-panel") as HTMLElement).hidden).toBe(true);
     expect((el.querySelector(".sw-gt-panel") as HTMLElement).hidden).toBe(true);
+  });
+});
+
+describe("record form", () => {
+  test("shows raw values and sends an edited field as a partial record", () => {
+    mount({ record_names: ["radius", "texture"], record: wire([14.5, 25.25]) });
+    const inputs = [...el.querySelectorAll<HTMLInputElement>(".sw-record input")];
+    expect(inputs.map((i) => Number(i.value))).toEqual([14.5, 25.25]);
+    expect(inputs.every((i) => i.getAttribute("data-lm-suppress-shortcuts") === "true")).toBe(true);
+    inputs[1].value = "30";
+    inputs[1].dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", values: { texture: 30 } });
+    (el.querySelector(".sw-record-reset") as HTMLButtonElement).click();
+    expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", reset: true });
   });
 });

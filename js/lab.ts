@@ -31,6 +31,9 @@ export interface LabState {
   gallery: WireArray | null;
   gallery_indices: WireArray | null;
   factor_names: string[];
+  record_names: string[];
+  record: WireArray | null;
+  record_edited: boolean;
   gt_corr: WireArray | null;
   cohort_class: number;
   cohort_hist: WireArray | null;
@@ -111,6 +114,11 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     h("div", { class: "sw-image-controls" }, undefined, [channel, h("label", {}, undefined, [overlay, h("span", {}, "map")])]),
     gallery,
   ]);
+  const recordFields = h("div", { class: "sw-record-fields" });
+  const recordReset = control(h("button", { type: "button", class: "sw-record-reset" }, "restore record"));
+  const recordSummary = h("summary", {}, "record (original units, editable)");
+  control(recordSummary);
+  const recordPanel = h("details", { class: "sw-record" }, undefined, [recordSummary, recordFields, recordReset]);
   const gtTitle = h("h4", {}, "ground truth");
   const gt = h("div", { class: "sw-gt", role: "list", "aria-label": "correlation with true factors" });
   const gtPanel = h("div", { class: "sw-gt-panel" }, undefined, [gtTitle, gt]);
@@ -121,7 +129,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     error,
     h("div", { class: "sw-body" }, undefined, [
       imagePanel,
-      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, cohort]),
+      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, recordPanel, cohort]),
       h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features, gtPanel]),
     ]),
     h("div", { class: "sw-footer" }, undefined, [reset, status]),
@@ -252,6 +260,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     }
     renderCohort();
     renderImage();
+    renderRecord();
     renderGroundTruth();
     label.textContent = model.get("input_label");
     title.textContent = `FeatureLab · site ${model.get("site")}`;
@@ -397,6 +406,27 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     for (const b of gallery.querySelectorAll<HTMLElement>(".sw-thumb")) b.classList.toggle("sw-current", Number(b.dataset.index) === index);
   }
 
+  function renderRecord(): void {
+    const names = model.get("record_names");
+    const values = decodeArray(model.get("record"));
+    recordPanel.hidden = names.length === 0 || !values;
+    if (names.length === 0 || !values) return;
+    if (recordFields.childElementCount !== names.length) {
+      recordFields.replaceChildren(
+        ...names.map((n, i) =>
+          h("label", { class: "sw-record-field" }, undefined, [
+            h("span", { title: n }, n),
+            control(h("input", { type: "number", step: "any", "data-field": i, "aria-label": n })),
+          ]),
+        ),
+      );
+    }
+    recordFields.querySelectorAll<HTMLInputElement>("input").forEach((inp) => {
+      if (document.activeElement !== inp) inp.value = String(Number(values[Number(inp.dataset.field)].toPrecision(6)));
+    });
+    recordPanel.classList.toggle("sw-edited", model.get("record_edited"));
+  }
+
   function renderGroundTruth(): void {
     const names = model.get("factor_names");
     const r = decodeArray(model.get("gt_corr"));
@@ -474,6 +504,14 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     if (b) go(Number(b.dataset.index));
   });
   d.listen(channel, "change", renderImage);
+  d.listen(recordFields, "change", (ev) => {
+    const inp = ev.target as HTMLInputElement;
+    if (!inp.dataset.field) return;
+    const name = model.get("record_names")[Number(inp.dataset.field)];
+    const v = inp.value.trim() === "" ? "" : Number(inp.value);
+    model.send({ type: "record", seq: 0, origin: viewId, values: { [name]: v } });
+  });
+  d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: viewId, reset: true }));
   d.listen(overlay, "change", renderImage);
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;

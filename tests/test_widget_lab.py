@@ -274,3 +274,32 @@ def test_ground_truth_shape_checked(zoo):
     model, data = zoo
     with pytest.raises(ValueError, match=r"ground-truth factors must have shape \(569, K\)"):
         sw.FeatureLab(sw.Lens(model), inputs=data, site="hidden", ground_truth=(np.zeros((5, 2)), ["a", "b"]))
+
+
+def test_record_form_edits_raw_values(lab, zoo):
+    model, data = zoo
+    names = lab.record_names
+    assert names == data.feature_names and lab.record.shape == (30,)
+    np.testing.assert_allclose(lab.record, data.raw[38], rtol=1e-6)
+    base0 = lab.baseline.copy()
+    lab._dispatch(lab, {"type": "record", "seq": 3, "origin": "v", "values": {"worst area": 300.0}}, [])
+    assert lab.error == "" and lab.record_edited
+    raw = data.raw[38].copy()
+    raw[names.index("worst area")] = 300.0
+    x = torch.from_numpy(((raw - data.mean) / data.std).astype(np.float32))[None]
+    np.testing.assert_allclose(lab.baseline, expected(model, x), atol=1e-5)  # baseline and edited both re-run
+    assert not np.allclose(lab.baseline, base0)
+    for bad, msg in [
+        ({"worst aera": 1}, "did you mean 'worst area'"),
+        ({"worst area": "big"}, "must be a number"),
+        ({"worst area": float("inf")}, "must be finite"),
+    ]:
+        before = lab.baseline.copy()
+        lab._dispatch(lab, {"type": "record", "seq": 4, "origin": "v", "values": bad}, [])
+        assert msg in lab.error
+        np.testing.assert_array_equal(lab.baseline, before)
+    with pytest.raises(ValueError, match="missing 29 fields"):
+        lab.set_record({"worst area": 1.0})
+    lab._dispatch(lab, {"type": "record", "seq": 5, "origin": "v", "reset": True}, [])
+    assert not lab.record_edited and lab.error == ""
+    np.testing.assert_allclose(lab.baseline, base0)

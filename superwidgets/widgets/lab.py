@@ -157,6 +157,15 @@ class FeatureLab(WidgetBase):
     gt_corr = Array()
     """ndarray float32 (K,): Correlation of ``selected`` (its clean coordinate over the cohort) with each factor."""
 
+    record_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Field names of the editable record (tabular inputs with raw values). Default ``[]``."""
+
+    record = Array()
+    """ndarray float32 (f,): Raw values (original units) of the shown record, as edited. ``None`` for other inputs."""
+
+    record_edited = traitlets.Bool(False).tag(sync=True)
+    """bool: Whether the shown record differs from the data set's. Default False."""
+
     readout = traitlets.Unicode("softmax").tag(sync=True)
     """str: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: how outputs are displayed. Default ``"softmax"``."""
 
@@ -188,6 +197,8 @@ class FeatureLab(WidgetBase):
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
         self._labels = labels
+        self._raw = _raw_table(inputs, self._X)
+        self._overrides: dict[int, torch.Tensor] = {}
         self._basis = basis if basis is not None else Neurons()
         self._x_cache: tuple[int, torch.Tensor] | None = None
         x0 = self._x(0 if not 0 <= index < len(self._X) else index)
@@ -220,6 +231,8 @@ class FeatureLab(WidgetBase):
                 raise ValueError(f"cohort_class {cohort_class} is out of range; the model has {n_out} outputs")
             self.cohort_class = int(cohort_class)
             self.factor_names = factor_names
+            if self._raw is not None:
+                self.record_names = list(self._raw[0])
             if self._X.ndim == 4:
                 self.channel_names = list(
                     getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
@@ -231,6 +244,7 @@ class FeatureLab(WidgetBase):
             self._quiet = False
         self._handle("request", self._on_request)
         self._handle("select", self._on_select)
+        self._handle("record", self._on_record)
         with self._publish():
             self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
 
@@ -336,6 +350,90 @@ class FeatureLab(WidgetBase):
         with self._publish():
             self._select(feature)
 
+    def set_record(self, values: dict[str, Any], *, partial: bool = False) -> None:
+        """Edit the shown record in its original units and re-run the model (baseline and edited).
+
+        Parameters
+        ----------
+        values : dict
+            ``{field: value}``. Every field is required unless ``partial=True``.
+        partial : bool
+            Change only the given fields.
+
+        Raises
+        ------
+        ValueError
+            Unknown fields (with close matches), missing fields, non-numeric or
+            non-finite values. The error also shows in the widget; nothing changes.
+        """
+        try:
+            with self._publish():
+                self._set_record(values, partial)
+        except Exception as exc:
+            with self.hold_sync():
+                self.error = str(exc)
+                self.rev += 1
+            raise
+
+    def reset_record(self) -> None:
+        """Restore the shown record to the data set's values."""
+        self._overrides.pop(self.index, None)
+        self._x_cache = None
+        self.refresh()
+
+    def _on_record(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        if content.get("reset"):
+            self._overrides.pop(self.index, None)
+            self._x_cache = None
+            self._apply(self.index, list(self.ablated), self.steer)
+            return
+        values = content.get("values")
+        if not isinstance(values, dict):
+            raise ValueError("a record edit needs values={field: number}")
+        self._set_record(values, partial=True)
+
+    def _set_record(self, values: Any, partial: bool) -> None:
+        if self._raw is None:
+            raise ValueError(
+                "these inputs have no raw record (pass a data set with raw values, e.g. sw.data.breast_cancer())"
+            )
+        names, _, mean, std = self._raw
+        if not isinstance(values, dict):
+            raise ValueError(f"values must be a dict of field -> number, got {type(values).__name__}")
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            import difflib
+
+            hints = {k: difflib.get_close_matches(str(k), names, n=2) for k in unknown}
+            detail = "; ".join(
+                f"{k!r}" + (f" (did you mean {' or '.join(map(repr, h))}?)" if h else "") for k, h in hints.items()
+            )
+            raise ValueError(f"unknown record fields: {detail}")
+        missing = [n for n in names if n not in values]
+        if missing and not partial:
+            raise ValueError(
+                f"the record is missing {len(missing)} fields ({missing[:3]}...); pass all fields or partial=True"
+            )
+        row = self._current_raw()
+        for k, v in values.items():
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"field {k!r} must be a number, got {v!r}") from None
+            if not np.isfinite(f):
+                raise ValueError(f"field {k!r} must be finite, got {f}")
+            row[names.index(k)] = f
+        x = torch.from_numpy(((row - mean) / std).astype(np.float32))[None, :]
+        self._overrides[self.index] = x.to(self._X.dtype)
+        self._x_cache = None
+        self._apply(self.index, list(self.ablated), self.steer)
+
+    def _current_raw(self) -> np.ndarray:
+        _, raw, mean, std = self._raw  # type: ignore[misc]
+        if self.index in self._overrides:
+            return self._overrides[self.index][0].double().numpy() * std + mean
+        return raw[self.index].astype(np.float64).copy()
+
     def _on_select(self, content: dict[str, Any], _buffers: list[Any]) -> None:
         self._select(content.get("feature", -1))
 
@@ -433,6 +531,9 @@ class FeatureLab(WidgetBase):
         self.input_label = self._label(index)
         if self._X.ndim == 4:
             self.image = _as_image(self._X[index])
+        if self._raw is not None:
+            self.record = self._current_raw().astype(np.float32)
+            self.record_edited = index in self._overrides
         self._views(x)
         if cohort is not None:
             self._summarise(cohort)
@@ -465,7 +566,7 @@ class FeatureLab(WidgetBase):
     def _x(self, index: int) -> torch.Tensor:
         # one tensor object per shown input, so the lens's baseline cache hits
         if self._x_cache is None or self._x_cache[0] != index:
-            self._x_cache = (index, self._X[index : index + 1])
+            self._x_cache = (index, self._overrides.get(index, self._X[index : index + 1]))
         return self._x_cache[1]
 
     def _readout(self, out: Any) -> np.ndarray:
@@ -514,6 +615,18 @@ class FeatureLab(WidgetBase):
                 prev.error = "a newer FeatureLab on this lens and site replaced this one; use the newer widget"
                 prev.rev += 1
         _OWNERS[key] = weakref.ref(self)
+
+
+def _raw_table(inputs: Any, X: torch.Tensor) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """(names, raw values, mean, std) when ``inputs`` is a table with raw values and standardisation."""
+    names = getattr(inputs, "feature_names", None)
+    raw, mean, std = getattr(inputs, "raw", None), getattr(inputs, "mean", None), getattr(inputs, "std", None)
+    if names is None or raw is None or mean is None or std is None or X.ndim != 2:
+        return None
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.shape != tuple(X.shape) or len(names) != X.shape[1]:
+        return None
+    return [str(n) for n in names], raw, np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
 
 def _ground_truth(source: Any, n: int) -> tuple[np.ndarray | None, list[str]]:
