@@ -16,7 +16,7 @@ setup:
 	scripts/setup.sh
 
 lint:
-	.venv/bin/python -m ruff check superwidgets tests bench scripts
+	.venv/bin/python -m ruff check superwidgets superwidgets_server tests bench scripts
 	npx --no-install tsc --noEmit
 
 js-test:
@@ -27,6 +27,7 @@ py-test:
 	.venv/bin/python -m pytest -p no:cacheprovider
 
 bench:
+	.venv/bin/python -m pip install --quiet -e ".[bench]"
 	.venv/bin/python -m bench all
 
 screenshot:
