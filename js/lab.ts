@@ -458,6 +458,8 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   }
 
   // ---- wiring
+  // Only coalesced control requests carry this view's id; one-off messages (select, record) are answered
+  // like changes made from Python, so their responses are never mistaken for stale ones.
   on("change:rev", () => {
     const mine = model.get("origin") === viewId;
     if (mine && !co.settle(model.get("seq"))) return; // stale response to an older request of ours
@@ -497,7 +499,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     const b = (ev.target as HTMLElement).closest("[data-select]") as HTMLElement | null;
     if (!b) return;
     const f = Number(b.dataset.select);
-    model.send({ type: "select", seq: 0, origin: viewId, feature: f === model.get("selected") ? -1 : f });
+    model.send({ type: "select", seq: 0, origin: "", feature: f === model.get("selected") ? -1 : f });
   });
   d.listen(gallery, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
@@ -509,9 +511,9 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     if (!inp.dataset.field) return;
     const name = model.get("record_names")[Number(inp.dataset.field)];
     const v = inp.value.trim() === "" ? "" : Number(inp.value);
-    model.send({ type: "record", seq: 0, origin: viewId, values: { [name]: v } });
+    model.send({ type: "record", seq: 0, origin: "", values: { [name]: v } });
   });
-  d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: viewId, reset: true }));
+  d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: "", reset: true }));
   d.listen(overlay, "change", renderImage);
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
