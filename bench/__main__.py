@@ -14,6 +14,7 @@ MODULES = {
     "import": "bench.import_time",
     "wire": "bench.wire",
     "toy": "bench.toy",
+    "cohort": "bench.cohort",
     "latency": "bench.latency",
 }
 

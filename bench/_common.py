@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 #: Benchmarks in the order ``python -m bench all`` runs them (and the doc lists them).
-NAMES = ("hooks", "engine", "import", "wire", "toy", "latency")
+NAMES = ("hooks", "engine", "import", "wire", "toy", "cohort", "latency")
 
 TITLES = {
     "hooks": "Hook overhead (`python -m bench hooks`)",
@@ -28,6 +28,7 @@ TITLES = {
     "latency": "Slider to DOM in JupyterLab + Chromium (`python -m bench latency`)",
     "toy": "Toy models of superposition: retraining the lesson model (`python -m bench toy`)",
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
+    "cohort": "FeatureLab cohort view at 10,000 records (`python -m bench cohort`)",
 }
 
 #: Text above the sections, used when docs/BENCHMARKS.md does not exist yet.
