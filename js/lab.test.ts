@@ -117,6 +117,7 @@ function baseState(over: Partial<LabState> = {}): LabState {
     factor_names: [],
     gt_corr: null,
     record_names: [],
+    record_units: [],
     record: null,
     record_edited: false,
     cohort_class: 0,
@@ -347,7 +348,8 @@ describe("ground truth and selection", () => {
 
 describe("record form", () => {
   test("shows raw values and sends an edited field as a partial record", () => {
-    mount({ record_names: ["radius", "texture"], record: wire([14.5, 25.25]) });
+    mount({ record_names: ["radius", "texture"], record_units: ["px", ""], record: wire([14.5, 25.25]) });
+    expect([...el.querySelectorAll(".sw-record-field span")].map((x) => x.textContent)).toEqual(["radius (px)", "texture"]);
     const inputs = [...el.querySelectorAll<HTMLInputElement>(".sw-record input")];
     expect(inputs.map((i) => Number(i.value))).toEqual([14.5, 25.25]);
     expect(inputs.every((i) => i.getAttribute("data-lm-suppress-shortcuts") === "true")).toBe(true);

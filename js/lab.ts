@@ -32,6 +32,7 @@ export interface LabState {
   gallery_indices: WireArray | null;
   factor_names: string[];
   record_names: string[];
+  record_units: string[];
   record: WireArray | null;
   record_edited: boolean;
   gt_corr: WireArray | null;
@@ -408,6 +409,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
 
   function renderRecord(): void {
     const names = model.get("record_names");
+    const units = model.get("record_units") ?? [];
     const values = decodeArray(model.get("record"));
     recordPanel.hidden = names.length === 0 || !values;
     if (names.length === 0 || !values) return;
@@ -415,7 +417,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       recordFields.replaceChildren(
         ...names.map((n, i) =>
           h("label", { class: "sw-record-field" }, undefined, [
-            h("span", { title: n }, n),
+            h("span", { title: units[i] ? `${n} (${units[i]})` : n }, units[i] ? `${n} (${units[i]})` : n),
             control(h("input", { type: "number", step: "any", "data-field": i, "aria-label": n })),
           ]),
         ),

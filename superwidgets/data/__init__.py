@@ -9,7 +9,7 @@ from .neurons import (
     neurons,
     render_neurons,
 )
-from .patients import TabularData, breast_cancer
+from .patients import TabularData, breast_cancer, diabetes
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -19,6 +19,7 @@ __all__ = [
     "TabularData",
     "breast_cancer",
     "death_risk",
+    "diabetes",
     "neurons",
     "render_neurons",
 ]

@@ -696,7 +696,21 @@ class Lens:
         except (EditError, LensClosedError):
             raise
         except Exception as exc:  # the model's own failure, re-raised with context
-            raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
+            raise ModelError(f"the model raised {type(exc).__name__}: {exc}{self._shape_hint(inputs)}") from exc
+
+    def _shape_hint(self, inputs: Any) -> str:
+        """A hint when the input's shape differs from one the model ran on before."""
+        seen = self._probed_signature
+        if not isinstance(inputs, torch.Tensor) or not isinstance(seen, tuple) or len(seen) != 2:
+            return ""
+        shape = tuple(inputs.shape)
+        if not isinstance(seen[0], tuple) or seen[0][1:] == shape[1:]:
+            return ""
+        want = "×".join(map(str, seen[0][1:]))
+        return (
+            f". The model ran on inputs of shape (batch, {want}) before; this one is "
+            f"(batch, {'×'.join(map(str, shape[1:]))}): check its size and channel count"
+        )
 
     @staticmethod
     def _guard_model(fn: Any) -> Any:

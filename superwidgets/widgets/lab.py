@@ -160,6 +160,9 @@ class FeatureLab(WidgetBase):
     record_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """list of str: Field names of the editable record (tabular inputs with raw values). Default ``[]``."""
 
+    record_units = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Unit of each record field where known (``""`` otherwise). Default ``[]``."""
+
     record = Array()
     """ndarray float32 (f,): Raw values (original units) of the shown record, as edited. ``None`` for other inputs."""
 
@@ -233,6 +236,8 @@ class FeatureLab(WidgetBase):
             self.factor_names = factor_names
             if self._raw is not None:
                 self.record_names = list(self._raw[0])
+                units = getattr(inputs, "units", None)
+                self.record_units = [str(u) for u in units] if units else [""] * len(self.record_names)
             if self._X.ndim == 4:
                 self.channel_names = list(
                     getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
