@@ -1,10 +1,7 @@
 """Regenerate notebooks/01-superposition.ipynb (outputs stripped). Run: python scripts/make_lesson.py"""
 
-from pathlib import Path
+from _nb import code, md, write
 
-import nbformat as nbf
-
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
     md(
         "# Superposition, live\n\n"
@@ -72,8 +69,4 @@ cells = [
     md("For a handout or a paper, every view has a static version:"),
     code("ex.to_figure();"),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "01-superposition.ipynb"
-nbf.write(nb, out)
-print(out)
+write("01-superposition.ipynb", cells)

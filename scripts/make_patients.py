@@ -1,10 +1,7 @@
 """Regenerate notebooks/02-patients.ipynb (outputs stripped). Run: python scripts/make_patients.py"""
 
-from pathlib import Path
+from _nb import code, md, write
 
-import nbformat as nbf
-
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
     md(
         "# Patients: what do the hidden units of a diagnostic model carry?\n\n"
@@ -53,8 +50,4 @@ cells = [
     ),
     code("lab.to_figure();"),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "02-patients.ipynb"
-nbf.write(nb, out)
-print(out)
+write("02-patients.ipynb", cells)

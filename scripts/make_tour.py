@@ -1,10 +1,7 @@
 """Regenerate notebooks/00-tour.ipynb (outputs stripped). Run: python scripts/make_tour.py"""
 
-from pathlib import Path
+from _nb import code, md, write
 
-import nbformat as nbf
-
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
     md(
         "# superwidgets tour\n\n"
@@ -39,8 +36,4 @@ cells = [
     md("The widget's state is plain Python: read it, set it, or draw it for a paper."),
     code("lab.ablated = [13]\nprint(lab.baseline, lab.edited)\nlab.to_figure();"),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "00-tour.ipynb"
-nbf.write(nb, out)
-print(out)
+write("00-tour.ipynb", cells)

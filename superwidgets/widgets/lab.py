@@ -471,14 +471,10 @@ class FeatureLab(WidgetBase):
     def _all_coordinates(self) -> np.ndarray:
         """Clean coordinates of every feature for every input (spatially averaged), cached."""
         if self._cohort_coords is None:
-            parts = []
-            for i in range(0, len(self._X), 1024):
-                acts = self._lens.activations(self._X[i : i + 1024], self.site)[self.site].float()
-                h = acts.movedim(1, -1).mean(dim=(1, 2)) if acts.ndim == 4 else acts.reshape(acts.shape[0], -1)
-                vecs = self._basis.vectors(self._width)
-                if vecs is not None:
-                    h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
-                parts.append(h.cpu().numpy())
+            parts = [
+                self._project(self._lens.activations(self._X[i : i + 1024], self.site)[self.site])
+                for i in range(0, len(self._X), 1024)
+            ]
             self._cohort_coords = np.concatenate(parts)
         return self._cohort_coords
 
@@ -575,22 +571,21 @@ class FeatureLab(WidgetBase):
         return self._x_cache[1]
 
     def _readout(self, out: Any) -> np.ndarray:
-        t = out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
-        t = t.detach().float().reshape(-1)
-        if self.readout == "softmax":
-            t = torch.softmax(t, 0)
-        elif self.readout == "sigmoid":
-            t = torch.sigmoid(t)
-        return t.cpu().numpy().astype(np.float32)
+        """Displayed values of a single-input output."""
+        return self._readout_rows(out)[0].astype(np.float32)
 
     def _coordinates(self, acts: torch.Tensor) -> np.ndarray:
+        """Clean coordinate of each feature for the shown input (spatially averaged)."""
+        return self._project(acts)[0].astype(np.float32)
+
+    def _project(self, acts: torch.Tensor) -> np.ndarray:
+        """Feature coordinates ``(n, k)`` of site activations (conv maps averaged over space)."""
         h = acts.float()
-        h = h.movedim(1, -1).mean(dim=(1, 2)) if h.ndim == 4 else h.reshape(-1, h.shape[-1])
-        h = h[0]
+        h = h.movedim(1, -1).mean(dim=(1, 2)) if h.ndim == 4 else h.reshape(h.shape[0], -1)
         vecs = self._basis.vectors(self._width)
         if vecs is not None:
             h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
-        return h.cpu().numpy().astype(np.float32)
+        return h.cpu().numpy()
 
     def _label(self, index: int) -> str:
         if self._labels is None:
