@@ -49,7 +49,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by sync Playwright. Missing browser = failure, never a skip."""
+    """Debian's Chromium driven by sync Playwright; a missing /usr/bin/chromium makes the run fail."""
     try:
         manager = sync_playwright()
     except HarnessError as exc:
