@@ -10,6 +10,7 @@ import { interpolateRdBu, interpolateViridis } from "d3-scale-chromatic";
 import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { control, Disposer, h } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
+import "./lib/theme.css";
 import "./explorer.css";
 
 export interface ExplorerState {
@@ -63,7 +64,7 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     if (timer !== null) clearTimeout(timer);
   });
 
-  const root = h("div", { class: "sw-explorer" });
+  const root = h("div", { class: "sw-explorer sw-widget" });
   const error = h("div", { class: "sw-error", role: "alert" });
   const bar = h("div", { class: "sw-progress-bar" });
   const progress = h("div", { class: "sw-progress", role: "progressbar", "aria-label": "training progress" }, undefined, [bar]);

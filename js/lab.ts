@@ -8,6 +8,7 @@ import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, h, signed } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
+import "./lib/theme.css";
 import "./lab.css";
 
 export interface LabState {
@@ -81,7 +82,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   };
 
   // ---- skeleton
-  const root = h("div", { class: "sw-lab", "data-view": viewId });
+  const root = h("div", { class: "sw-lab sw-widget", "data-view": viewId });
   const title = h("div", { class: "sw-title" });
   const prev = control(h("button", { class: "sw-prev", type: "button", "aria-label": "previous input" }, "◀"));
   const next = control(h("button", { class: "sw-next", type: "button", "aria-label": "next input" }, "▶"));
