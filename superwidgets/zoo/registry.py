@@ -4,23 +4,46 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["WEIGHTS", "Entry", "available", "build", "load"]
+__all__ = ["WEIGHTS", "Entry", "NeuronCNN", "NeuronRecordMLP", "available", "build", "card", "load"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """A reference model: how to build it, its data, how to train it."""
+    """A reference model: how to build it, its data, how to train it.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, also the stem of the weight and card files.
+    architecture : callable
+        ``() -> nn.Module``, the untrained model with a seeded initialisation.
+    data : callable
+        ``() -> data``, the data set the model is trained on and returned by :func:`load`.
+    description : str
+        One line for the model card.
+    train_steps, lr, weight_decay : int, float, float
+        Full-batch AdamW recipe, used when ``fit`` is ``None``.
+    fit : callable or None
+        ``fit(model, data, *, generator, **recipe)`` trains ``model`` in place (mini-batches drawn
+        with ``generator``); ``None`` means the full-batch recipe above.
+    recipe : mapping
+        Keyword arguments for ``fit`` (epochs, batch size, …); written to the model card.
+    evaluate : callable or None
+        ``evaluate(model, data) -> dict`` of metrics for the model card; ``None`` means
+        train and test accuracy on ``data.X``, ``data.y``.
+    """
 
     name: str
     architecture: Callable[[], nn.Module]
@@ -29,6 +52,9 @@ class Entry:
     train_steps: int = 300
     lr: float = 3e-3
     weight_decay: float = 0.2
+    fit: Callable[..., None] | None = None
+    recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    evaluate: Callable[[nn.Module, Any], dict[str, Any]] | None = None
 
 
 def _breast_cancer_mlp() -> nn.Module:
@@ -50,6 +76,200 @@ def _breast_cancer_data() -> Any:
     return breast_cancer()
 
 
+# --------------------------------------------------------------------------------------------
+# The neuron world models: image → bottleneck and record → bottleneck
+# --------------------------------------------------------------------------------------------
+
+#: The neuron world every neuron model is trained on: ``neurons(n=NEURON_CELLS, seed=0, image_size=NEURON_IMAGE_SIZE)``.
+NEURON_CELLS = 8000
+NEURON_IMAGE_SIZE = 32
+_N_FACTORS = 20  # len(superwidgets.data.neurons.FACTOR_NAMES)
+
+
+class _NeuronModel(nn.Module):
+    """Shared heads of the neuron models: disease logits from ``forward``, outcome and factors on request.
+
+    Subclasses set ``self.bottleneck`` (the code of width ``width``) and implement :meth:`features`.
+    """
+
+    width: int
+    bottleneck: nn.Linear
+
+    def _heads(self, width: int) -> None:
+        self.width = width
+        self.disease_head = nn.Linear(width, 2)
+        self.outcome_head = nn.Linear(width, 1)
+        self.factor_head = nn.Linear(width, _N_FACTORS)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck code, shape ``(B, width)`` (the ``"bottleneck"`` site)."""
+        return self.bottleneck(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Disease logits ``(B, 2)``: columns ``["control", "PD"]``."""
+        return self.disease_head(self.encode(x))
+
+    def predict_outcome(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted death-risk score ``(B,)`` (the world's ``outcome``), from the bottleneck."""
+        return self.outcome_head(self.encode(x))[:, 0]
+
+    def predict_factors(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted ground-truth factors ``(B, 20)`` (order of ``FACTOR_NAMES``), from the bottleneck."""
+        return self.factor_head(self.encode(x))
+
+    def world_inputs(self, world: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        """The tensor this model reads from a :class:`~superwidgets.data.NeuronWorld`."""
+        raise NotImplementedError
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        OrderedDict([("conv", nn.Conv2d(c_in, c_out, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.AvgPool2d(2))])
+    )
+
+
+class NeuronCNN(_NeuronModel):
+    """Neuron image ``(B, 4, S, S)`` in [0, 1] → bottleneck of width ``width`` → disease logits.
+
+    Sites (``named_modules()`` paths; shapes at ``S = 32``):
+
+    ================  ======================  ===============================================
+    ``conv.block1``   ``(B, 16, 16, 16)``     conv 3×3 → ReLU → 2×2 average pool
+    ``conv.block2``   ``(B, 32, 8, 8)``       same
+    ``conv.block3``   ``(B, 64, 4, 4)``       same (``conv.blockN.relu``: before the pool)
+    ``fc``            ``(B, 128)``            flatten → linear → ReLU
+    ``bottleneck``    ``(B, width)``          linear, no activation: the superposition knob
+    ``disease_head``  ``(B, 2)``              the model's output (control / PD logits)
+    ``outcome_head``  ``(B, 1)``              death-risk (see :meth:`predict_outcome`)
+    ``factor_head``   ``(B, 20)``             the 20 ground-truth factors (:meth:`predict_factors`)
+    ================  ======================  ===============================================
+    """
+
+    def __init__(
+        self, width: int, *, image_size: int = NEURON_IMAGE_SIZE, channels: tuple[int, int, int] = (16, 32, 64)
+    ) -> None:
+        super().__init__()
+        if image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 (three 2×2 pools); got {image_size}")
+        self.image_size = image_size
+        c1, c2, c3 = channels
+        self.conv = nn.Sequential(
+            OrderedDict(
+                [("block1", _conv_block(4, c1)), ("block2", _conv_block(c1, c2)), ("block3", _conv_block(c2, c3))]
+            )
+        )
+        self.flatten = nn.Flatten()
+        self.fc = nn.Sequential(
+            OrderedDict([("linear", nn.Linear(c3 * (image_size // 8) ** 2, 128)), ("relu", nn.ReLU())])
+        )
+        self.bottleneck = nn.Linear(128, width)
+        self._heads(width)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``fc`` activations ``(B, 128)`` that feed the bottleneck."""
+        s = self.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (4, s, s):
+            raise ValueError(
+                f"NeuronCNN expects images of shape (B, 4, {s}, {s}) (channels neurites, nuclei, puncta, ais; "
+                f"e.g. neurons(image_size={s}).images); got {tuple(x.shape)}"
+            )
+        return self.fc(self.flatten(self.conv(x)))
+
+    def world_inputs(self, world: Any) -> torch.Tensor:
+        """``world.images`` as a float32 tensor."""
+        return torch.as_tensor(world.images, dtype=torch.float32)
+
+
+class NeuronRecordMLP(_NeuronModel):
+    """Standardised neuron record ``(B, 32)`` → bottleneck of width ``width`` → disease logits.
+
+    Sites: ``encoder`` ``(B, 64)`` (linear → ReLU; ``encoder.linear`` before the ReLU),
+    ``bottleneck`` ``(B, width)`` (linear, no activation), ``disease_head`` ``(B, 2)`` (the output),
+    ``outcome_head`` ``(B, 1)``, ``factor_head`` ``(B, 20)``.
+    """
+
+    def __init__(self, width: int, *, n_features: int = 32, hidden: int = 64) -> None:
+        super().__init__()
+        self.n_features = n_features
+        self.encoder = nn.Sequential(OrderedDict([("linear", nn.Linear(n_features, hidden)), ("relu", nn.ReLU())]))
+        self.bottleneck = nn.Linear(hidden, width)
+        self._heads(width)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``encoder`` activations ``(B, 64)`` that feed the bottleneck."""
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"NeuronRecordMLP expects standardised records of shape (B, {self.n_features}) "
+                f"(world.records.X); got {tuple(x.shape)}"
+            )
+        return self.encoder(x)
+
+    def world_inputs(self, world: Any) -> torch.Tensor:
+        """``world.records.X`` (standardised records)."""
+        return world.records.X
+
+
+def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    @functools.wraps(factory)
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return factory()
+
+    return build
+
+
+@functools.lru_cache(maxsize=1)
+def _neuron_world() -> Any:
+    """The neuron world of the neuron models, generated once per process (≈ 3 s)."""
+    from ..data.neurons import neurons
+
+    return neurons(n=NEURON_CELLS, seed=0, image_size=NEURON_IMAGE_SIZE)
+
+
+def _fit_neuron(model: nn.Module, world: Any, *, generator: torch.Generator, **recipe: Any) -> None:
+    from .train import fit_neuron_model
+
+    fit_neuron_model(model, world, generator=generator, **recipe)
+
+
+def _evaluate_neuron(model: nn.Module, world: Any) -> dict[str, Any]:
+    from .train import neuron_metrics
+
+    return neuron_metrics(model, world)
+
+
+_CNN_RECIPE = {"epochs": 40, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.05, "augment": True}
+_MLP_RECIPE = {"epochs": 100, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.01, "augment": False}
+_NEURON_TASKS = (
+    "trained on disease (cross-entropy) + death-risk outcome (MSE) + all 20 ground-truth factors "
+    "(MSE per factor, variance-normalised), every head reading the bottleneck"
+)
+
+
+def _neuron_entry(name: str, kind: str, width: int) -> Entry:
+    if kind == "cnn":
+        arch = _seeded(functools.partial(NeuronCNN, width))
+        what = f"neuron image (4×{NEURON_IMAGE_SIZE}×{NEURON_IMAGE_SIZE}) → 3 conv blocks → fc 128"
+        recipe = _CNN_RECIPE
+    else:
+        arch = _seeded(functools.partial(NeuronRecordMLP, width))
+        what = "neuron record (32 standardised columns) → encoder 64"
+        recipe = _MLP_RECIPE
+    size = "narrow: fewer dimensions than the 20 factors" if width < _N_FACTORS else "wide"
+    return Entry(
+        name=name,
+        architecture=arch,
+        data=_neuron_world,
+        description=f"{what} → linear bottleneck of width {width} ({size}) → disease logits; {_NEURON_TASKS}.",
+        fit=_fit_neuron,
+        recipe=dict(recipe),
+        evaluate=_evaluate_neuron,
+    )
+
+
 _REGISTRY: dict[str, Entry] = {
     "breast-cancer-mlp": Entry(
         name="breast-cancer-mlp",
@@ -57,6 +277,10 @@ _REGISTRY: dict[str, Entry] = {
         data=_breast_cancer_data,
         description="30 nuclear-morphology features → 16 ReLU units ('hidden') → malignant/benign logits.",
     ),
+    "neuron-cnn-narrow": _neuron_entry("neuron-cnn-narrow", "cnn", 6),
+    "neuron-cnn-wide": _neuron_entry("neuron-cnn-wide", "cnn", 48),
+    "neuron-record-mlp-narrow": _neuron_entry("neuron-record-mlp-narrow", "mlp", 6),
+    "neuron-record-mlp-wide": _neuron_entry("neuron-record-mlp-wide", "mlp", 48),
 }
 
 
@@ -91,7 +315,9 @@ def load(name: str) -> tuple[nn.Module, Any]:
     model : nn.Module
         In eval mode, weights from ``superwidgets/zoo/weights/<name>.safetensors``.
     data : object
-        The model's data set (e.g. :class:`superwidgets.data.TabularData`).
+        The model's data set: a :class:`superwidgets.data.TabularData` for ``breast-cancer-mlp``; the
+        :class:`superwidgets.data.NeuronWorld` ``neurons(n=8000, seed=0, image_size=32)`` for the
+        ``neuron-*`` models (generated once per process and shared between them: treat it as read-only).
 
     Raises
     ------
