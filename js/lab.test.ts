@@ -118,6 +118,7 @@ function baseState(over: Partial<LabState> = {}): LabState {
     gt_corr: null,
     record_names: [],
     record_units: [],
+    record_levels: {},
     record: null,
     record_edited: false,
     cohort_class: 0,
@@ -358,5 +359,23 @@ describe("record form", () => {
     expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", values: { texture: 30 } });
     (el.querySelector(".sw-record-reset") as HTMLButtonElement).click();
     expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", reset: true });
+  });
+
+  test("a categorical field is a choice of its level names and sends the level's index", () => {
+    mount({
+      record_names: ["soma_area", "genotype"],
+      record_units: ["µm²", ""],
+      record_levels: { genotype: ["wild type", "LRRK2", "GBA", "SNCA"] },
+      record: wire([120, 2]),
+    });
+    const select = el.querySelector<HTMLSelectElement>(".sw-record select");
+    expect(select).not.toBeNull();
+    expect([...select!.options].map((o) => o.textContent)).toEqual(["wild type", "LRRK2", "GBA", "SNCA"]);
+    expect(select!.value).toBe("2");
+    expect(select!.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+    expect(el.querySelectorAll(".sw-record input").length).toBe(1);
+    select!.value = "3";
+    select!.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", values: { genotype: 3 } });
   });
 });

@@ -34,6 +34,7 @@ export interface LabState {
   factor_names: string[];
   record_names: string[];
   record_units: string[];
+  record_levels: Record<string, string[]>;
   record: WireArray | null;
   record_edited: boolean;
   gt_corr: WireArray | null;
@@ -411,6 +412,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   function renderRecord(): void {
     const names = model.get("record_names");
     const units = model.get("record_units") ?? [];
+    const levels = model.get("record_levels") ?? {};
     const values = decodeArray(model.get("record"));
     recordPanel.hidden = names.length === 0 || !values;
     if (names.length === 0 || !values) return;
@@ -419,13 +421,19 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
         ...names.map((n, i) =>
           h("label", { class: "sw-record-field" }, undefined, [
             h("span", { title: units[i] ? `${n} (${units[i]})` : n }, units[i] ? `${n} (${units[i]})` : n),
-            control(h("input", { type: "number", step: "any", "data-field": i, "aria-label": n })),
+            levels[n]
+              ? control(
+                  h("select", { "data-field": i, "aria-label": n }, undefined,
+                    levels[n].map((l, j) => h("option", { value: j }, l))),
+                )
+              : control(h("input", { type: "number", step: "any", "data-field": i, "aria-label": n })),
           ]),
         ),
       );
     }
-    recordFields.querySelectorAll<HTMLInputElement>("input").forEach((inp) => {
-      if (document.activeElement !== inp) inp.value = String(Number(values[Number(inp.dataset.field)].toPrecision(6)));
+    recordFields.querySelectorAll<HTMLInputElement | HTMLSelectElement>("input, select").forEach((inp) => {
+      const v = values[Number(inp.dataset.field)];
+      if (document.activeElement !== inp) inp.value = inp.tagName === "SELECT" ? String(Math.round(v)) : String(Number(v.toPrecision(6)));
     });
     recordPanel.classList.toggle("sw-edited", model.get("record_edited"));
   }
@@ -510,7 +518,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   });
   d.listen(channel, "change", renderImage);
   d.listen(recordFields, "change", (ev) => {
-    const inp = ev.target as HTMLInputElement;
+    const inp = ev.target as HTMLInputElement | HTMLSelectElement;
     if (!inp.dataset.field) return;
     const name = model.get("record_names")[Number(inp.dataset.field)];
     const v = inp.value.trim() === "" ? "" : Number(inp.value);

@@ -24,3 +24,42 @@ def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"parameter or buffer {k} changed"
+
+
+def check_retraining(name: str, tmp_path, monkeypatch) -> dict:
+    """Retrain zoo model ``name`` twice into ``tmp_path``; assert determinism and agreement with the shipped weights.
+
+    Two runs on this machine must give the same bits (the training script is deterministic). The
+    shipped weights were trained on another CPU, whose SIMD kernels may round differently in the last
+    bit, so they are compared by what they do: the same model-card metrics (within 0.01) and the same
+    predictions on ≥ 98 % of the inputs. Returns the card of the retrained model.
+    """
+    from safetensors.torch import load_file
+
+    from superwidgets.zoo import registry, train
+
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        monkeypatch.setattr(train, "WEIGHTS", out)
+        card = train.train(name)
+        runs.append((card, load_file(str(out / f"{name}.safetensors"))))
+    (card, new), (card2, new2) = runs
+    assert card == card2
+    assert new.keys() == new2.keys()
+    for k in new:
+        assert torch.equal(new[k], new2[k]), f"two trainings on this machine differ in {k}"
+    shipped_card = registry.card(name)
+    assert card.keys() == shipped_card.keys()
+    for k, v in card.items():
+        if isinstance(v, float) and ("accuracy" in k or "auc" in k or k.endswith("_r2")):
+            assert abs(v - shipped_card[k]) <= 0.01, f"{name}: {k} {v} vs shipped {shipped_card[k]}"
+    model, data = registry.load(name)
+    fresh = registry._entry(name).architecture()
+    fresh.load_state_dict(new)
+    fresh.eval()
+    x = model.world_inputs(data) if hasattr(model, "world_inputs") else data.X
+    with torch.no_grad():
+        agree = (model(x).argmax(1) == fresh(x).argmax(1)).float().mean().item()
+    assert agree >= 0.98, f"{name}: retrained model agrees with the shipped one on {agree:.1%} of inputs"
+    return card

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _util import check_retraining
 
 import superwidgets as sw
 
@@ -25,18 +26,8 @@ def test_zoo_weights_ship_and_load():
 
 
 def test_training_script_is_deterministic(tmp_path, monkeypatch):
-    from safetensors.torch import load_file
-
-    from superwidgets.zoo import registry, train
-
-    monkeypatch.setattr(train, "WEIGHTS", tmp_path)
-    card = train.train("breast-cancer-mlp")
+    card = check_retraining("breast-cancer-mlp", tmp_path, monkeypatch)
     assert card["test_accuracy"] > 0.95
-    new = load_file(str(tmp_path / "breast-cancer-mlp.safetensors"))
-    shipped = load_file(str(registry.WEIGHTS / "breast-cancer-mlp.safetensors"))
-    assert new.keys() == shipped.keys()
-    for k in new:
-        assert (new[k] == shipped[k]).all(), f"retraining changed {k}"
 
 
 @pytest.mark.slow

@@ -303,3 +303,29 @@ def test_record_form_edits_raw_values(lab, zoo):
     lab._dispatch(lab, {"type": "record", "seq": 5, "origin": "v", "reset": True}, [])
     assert not lab.record_edited and lab.error == ""
     np.testing.assert_allclose(lab.baseline, base0)
+
+
+def test_categorical_record_fields_take_level_names():
+    model, world = sw.zoo.load("neuron-record-mlp-narrow")
+    records = world.records
+    lab = sw.FeatureLab(sw.Lens(model), inputs=records, site="bottleneck", index=3)
+    try:
+        assert lab.record_levels.keys() == set(records.categorical)
+        col = records.feature_names.index("genotype")
+        levels = lab.record_levels["genotype"]
+        assert levels == records.categories["genotype"]
+        lab.set_record({"genotype": levels[2]}, partial=True)
+        assert lab.error == "" and lab.record[col] == 2
+        x = lab._x(3)
+        expected_x = (2 - records.mean[col]) / records.std[col]
+        assert float(x[0, col]) == pytest.approx(expected_x, rel=1e-6)
+        lab._dispatch(lab, {"type": "record", "seq": 2, "origin": "v", "values": {"genotype": 1}}, [])
+        assert lab.error == "" and lab.record[col] == 1
+        before = lab.baseline.copy()
+        for bad in ("LRRK3", 7, 1.5):
+            lab._dispatch(lab, {"type": "record", "seq": 3, "origin": "v", "values": {"genotype": bad}}, [])
+            assert "categorical: pass one of" in lab.error and str(levels[0]) in lab.error
+            assert lab.record[col] == 1
+            np.testing.assert_array_equal(lab.baseline, before)
+    finally:
+        lab.lens.close()

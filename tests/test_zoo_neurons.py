@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _util import check_retraining
 
 from superwidgets.zoo import registry, train
 
@@ -102,7 +103,8 @@ def test_better_than_chance_on_held_out_cells(name, loaded):
     acc = float((logits.argmax(1) == y).mean())
     # disease is invisible in the images (only its correlates are), so the CNNs are judged on AUC
     assert auc > (0.6 if "cnn" in name else 0.95), f"{name}: disease AUC {auc:.3f}"
-    assert r2 > (0.2 if "cnn" in name else 0.8), f"{name}: outcome R² {r2:.3f}"
+    # the narrow record MLP gives much of its 6 dimensions to the 20 factors, so less to the outcome
+    assert r2 > (0.2 if "cnn" in name else 0.7 if "narrow" in name else 0.9), f"{name}: outcome R² {r2:.3f}"
     if "mlp" in name:
         assert acc > 0.95
     card = registry.card(name)
@@ -117,13 +119,14 @@ def test_narrow_bottleneck_is_in_superposition(narrow, wide, loaded, decoded):
     assert m < 20
     got = _decodable(r2[narrow], ceilings)
     report = (
-        f"{narrow}: {len(got)} factors decodable (held-out R² > {train.DECODABLE_R2} and above what the other "
-        f"factors predict) from a {m}-dimensional bottleneck:\n{_table(r2[narrow], ceilings)}"
+        f"{narrow}: {len(got)} factors decodable (held-out R² of a ReLU readout > {train.DECODABLE_R2} and above "
+        f"what the other factors predict) from a {m}-dimensional bottleneck:\n{_table(r2[narrow], ceilings)}"
     )
     print(report)
     assert len(got) > m, report
-    # more factors than dimensions, so the bottleneck's directions are shared: Σ R² near or above m
-    assert sum(max(v, 0.0) for v in r2[narrow].values()) > 0.9 * m, report
+    # a linear readout explains at most ~m units of R² over (nearly) uncorrelated factors; the ReLU
+    # readout explains more, because directions are shared by sparse factors: superposition
+    assert sum(max(v, 0.0) for v in r2[narrow].values()) > m, report
     wide_got = _decodable(r2[wide], ceilings)
     print(f"{wide}: {len(wide_got)} decodable from {loaded[wide][0].width} dimensions")
     assert len(wide_got) >= len(got), f"{wide} decodes {len(wide_got)} < {narrow} {len(got)}"
@@ -140,25 +143,31 @@ def test_wrong_inputs_raise_clear_errors(loaded):
         mlp(torch.zeros(2, 31))
 
 
-def test_decodability_is_ridge_r2():
+def test_linear_decodability_is_ridge_r2():
     rng = np.random.default_rng(0)
     f = rng.standard_normal((400, 3))
     codes = np.c_[f[:, 0], f[:, 1] + 0.5 * f[:, 2]]
-    r2 = train.decodability(codes, f, np.arange(300), np.arange(300, 400))
+    r2 = train.decodability(codes, f, np.arange(300), np.arange(300, 400), readout="linear")
     assert r2[0] > 0.99 and 0.7 < r2[1] < 0.9 and 0.1 < r2[2] < 0.3
 
 
-def test_record_mlp_retraining_is_bit_identical(tmp_path, monkeypatch):
-    from safetensors.torch import load_file
+def test_relu_readout_decodes_sparse_factors_in_superposition():
+    # three sparse, non-negative factors stored in two dimensions as a triangle (Elhage et al.)
+    rng = np.random.default_rng(0)
+    f = rng.uniform(0.2, 1.0, (2000, 3)) * (rng.random((2000, 3)) < 0.1)
+    angles = 2 * np.pi * np.arange(3) / 3
+    codes = f @ np.c_[np.cos(angles), np.sin(angles)]
+    fit, ev = np.arange(1500), np.arange(1500, 2000)
+    linear = train.decodability(codes, f, fit, ev, readout="linear")
+    relu = train.decodability(codes, f, fit, ev)
+    assert (relu > 0.8).all(), relu  # 3 factors from 2 dimensions
+    assert linear.sum() < 2.05 and (linear < 0.75).all(), linear  # Σ R² ≤ m for a linear readout
+    with pytest.raises(ValueError, match="readout"):
+        train.decodability(codes, f, fit, ev, readout="mlp")
 
-    monkeypatch.setattr(train, "WEIGHTS", tmp_path)
-    card = train.train("neuron-record-mlp-narrow")
-    assert card == registry.card("neuron-record-mlp-narrow")
-    new = load_file(str(tmp_path / "neuron-record-mlp-narrow.safetensors"))
-    shipped = load_file(str(registry.WEIGHTS / "neuron-record-mlp-narrow.safetensors"))
-    assert new.keys() == shipped.keys()
-    for k in new:
-        assert torch.equal(new[k], shipped[k]), f"retraining changed {k}"
+
+def test_record_mlp_retraining_is_deterministic(tmp_path, monkeypatch):
+    check_retraining("neuron-record-mlp-narrow", tmp_path, monkeypatch)
 
 
 def test_weights_are_small():

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import traitlets
 
+from ..data.inputs import as_inputs as _inputs
 from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
 from ..engine.bases import Basis, as_vector
 from .base import Array, WidgetBase, bundle
@@ -166,6 +167,10 @@ class FeatureLab(WidgetBase):
     record = Array()
     """ndarray float32 (f,): Raw values (original units) of the shown record, as edited. ``None`` for other inputs."""
 
+    record_levels = traitlets.Dict(traitlets.List(traitlets.Unicode())).tag(sync=True)
+    """dict of str to list of str: Level names of each categorical record field (its raw value is the level's
+    index); such fields show as a choice. Default ``{}``."""
+
     record_edited = traitlets.Bool(False).tag(sync=True)
     """bool: Whether the shown record differs from the data set's. Default False."""
 
@@ -238,6 +243,8 @@ class FeatureLab(WidgetBase):
                 self.record_names = list(self._raw[0])
                 units = getattr(inputs, "units", None)
                 self.record_units = [str(u) for u in units] if units else [""] * len(self.record_names)
+                levels = getattr(inputs, "categories", None) or {}
+                self.record_levels = {str(k): [str(x) for x in v] for k, v in levels.items() if k in self.record_names}
             if self._X.ndim == 4:
                 self.channel_names = list(
                     getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
@@ -361,7 +368,8 @@ class FeatureLab(WidgetBase):
         Parameters
         ----------
         values : dict
-            ``{field: value}``. Every field is required unless ``partial=True``.
+            ``{field: value}``. Every field is required unless ``partial=True``. A categorical
+            field (see :attr:`record_levels`) takes its level name or the level's index.
         partial : bool
             Change only the given fields.
 
@@ -369,7 +377,8 @@ class FeatureLab(WidgetBase):
         ------
         ValueError
             Unknown fields (with close matches), missing fields, non-numeric or
-            non-finite values. The error also shows in the widget; nothing changes.
+            non-finite values, unknown levels of a categorical field. The error also shows in
+            the widget; nothing changes.
         """
         try:
             with self._publish():
@@ -421,6 +430,14 @@ class FeatureLab(WidgetBase):
             )
         row = self._current_raw()
         for k, v in values.items():
+            levels = self.record_levels.get(k)
+            if levels is not None:
+                if isinstance(v, str) and v in levels:
+                    v = levels.index(v)
+                if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or v not in range(
+                    len(levels)
+                ):
+                    raise ValueError(f"field {k!r} is categorical: pass one of {levels} (or its index), got {v!r}")
             try:
                 f = float(v)
             except (TypeError, ValueError):
@@ -436,7 +453,11 @@ class FeatureLab(WidgetBase):
     def _current_raw(self) -> np.ndarray:
         _, raw, mean, std = self._raw  # type: ignore[misc]
         if self.index in self._overrides:
-            return self._overrides[self.index][0].double().numpy() * std + mean
+            row = self._overrides[self.index][0].double().numpy() * std + mean
+            for name in self.record_levels:  # level indices survive the float32 round trip exactly
+                i = self.record_names.index(name)
+                row[i] = np.round(row[i])
+            return row
         return raw[self.index].astype(np.float64).copy()
 
     def _on_select(self, content: dict[str, Any], _buffers: list[Any]) -> None:
@@ -675,30 +696,3 @@ def _thumbnails(x: torch.Tensor, size: int = 24) -> np.ndarray:
     colors = _RGB[np.arange(c) % len(_RGB)] if c > 1 else np.ones((1, 3), np.float32)
     rgb = np.einsum("gchw,ck->gkhw", small, colors)
     return np.clip(rgb, 0, 1).astype(np.float32)
-
-
-def _inputs(inputs: Any) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
-    """Normalise ``inputs`` to (X, label text per row, class names)."""
-    if hasattr(inputs, "images") and hasattr(inputs, "factors"):  # a synthetic neuron world
-        X = torch.as_tensor(np.asarray(inputs.images, dtype=np.float32))
-        records = getattr(inputs, "records", None)
-        class_names = getattr(records, "class_names", None)
-        y = getattr(inputs, "disease", None)
-        labels = None
-        if y is not None:
-            labels = [class_names[int(v)] if class_names else str(int(v)) for v in np.asarray(y).reshape(-1)]
-        return X, labels, class_names
-    X = getattr(inputs, "X", inputs)
-    if isinstance(X, np.ndarray):
-        X = torch.from_numpy(X)
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"inputs must be a data set with .X or a tensor/array of inputs, got {type(inputs).__name__}")
-    if X.ndim < 2 or X.shape[0] == 0:
-        raise ValueError(f"inputs must have shape (n, ...) with n >= 1, got {tuple(X.shape)}")
-    class_names = getattr(inputs, "class_names", None)
-    y = getattr(inputs, "y", None)
-    labels = None
-    if y is not None:
-        ys = [int(v) for v in torch.as_tensor(y).reshape(-1).tolist()]
-        labels = [class_names[v] if class_names and 0 <= v < len(class_names) else str(v) for v in ys]
-    return X, labels, class_names

@@ -117,12 +117,34 @@ class _NeuronModel(nn.Module):
         return self.outcome_head(self.encode(x))[:, 0]
 
     def predict_factors(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted ground-truth factors ``(B, 20)`` (order of ``FACTOR_NAMES``), from the bottleneck."""
-        return self.factor_head(self.encode(x))
+        """Predicted ground-truth factors ``(B, 20)`` (order of ``FACTOR_NAMES``): ``relu(factor_head(code))``."""
+        return torch.relu(self.factor_head(self.encode(x)))
 
     def world_inputs(self, world: Any) -> torch.Tensor:  # pragma: no cover - abstract
         """The tensor this model reads from a :class:`~superwidgets.data.NeuronWorld`."""
         raise NotImplementedError
+
+
+# The input checks are leaf calls for torch.fx (``torch.fx.wrap``): they run on real tensors, and a
+# Lens can still trace the model to resume runs from a site instead of re-running it whole.
+@torch.fx.wrap
+def _check_images(x: torch.Tensor, s: int) -> torch.Tensor:
+    if x.ndim != 4 or tuple(x.shape[1:]) != (4, s, s):
+        raise ValueError(
+            f"NeuronCNN expects images of shape (B, 4, {s}, {s}) (channels neurites, nuclei, puncta, ais; "
+            f"e.g. neurons(image_size={s}).images); got {tuple(x.shape)}"
+        )
+    return x
+
+
+@torch.fx.wrap
+def _check_records(x: torch.Tensor, n_features: int) -> torch.Tensor:
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(
+            f"NeuronRecordMLP expects standardised records of shape (B, {n_features}) "
+            f"(world.records.X); got {tuple(x.shape)}"
+        )
+    return x
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -144,7 +166,7 @@ class NeuronCNN(_NeuronModel):
     ``bottleneck``    ``(B, width)``          linear, no activation: the superposition knob
     ``disease_head``  ``(B, 2)``              the model's output (control / PD logits)
     ``outcome_head``  ``(B, 1)``              death-risk (see :meth:`predict_outcome`)
-    ``factor_head``   ``(B, 20)``             the 20 ground-truth factors (:meth:`predict_factors`)
+    ``factor_head``   ``(B, 20)``             the 20 factors before their ReLU (:meth:`predict_factors`)
     ================  ======================  ===============================================
     """
 
@@ -170,12 +192,7 @@ class NeuronCNN(_NeuronModel):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The ``fc`` activations ``(B, 128)`` that feed the bottleneck."""
-        s = self.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (4, s, s):
-            raise ValueError(
-                f"NeuronCNN expects images of shape (B, 4, {s}, {s}) (channels neurites, nuclei, puncta, ais; "
-                f"e.g. neurons(image_size={s}).images); got {tuple(x.shape)}"
-            )
+        x = _check_images(x, self.image_size)
         return self.fc(self.flatten(self.conv(x)))
 
     def world_inputs(self, world: Any) -> torch.Tensor:
@@ -200,11 +217,7 @@ class NeuronRecordMLP(_NeuronModel):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The ``encoder`` activations ``(B, 64)`` that feed the bottleneck."""
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(
-                f"NeuronRecordMLP expects standardised records of shape (B, {self.n_features}) "
-                f"(world.records.X); got {tuple(x.shape)}"
-            )
+        x = _check_records(x, self.n_features)
         return self.encoder(x)
 
     def world_inputs(self, world: Any) -> torch.Tensor:
@@ -241,11 +254,11 @@ def _evaluate_neuron(model: nn.Module, world: Any) -> dict[str, Any]:
     return neuron_metrics(model, world)
 
 
-_CNN_RECIPE = {"epochs": 40, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.05, "augment": True}
+_CNN_RECIPE = {"epochs": 80, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.05, "augment": True}
 _MLP_RECIPE = {"epochs": 100, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.01, "augment": False}
 _NEURON_TASKS = (
     "trained on disease (cross-entropy) + death-risk outcome (MSE) + all 20 ground-truth factors "
-    "(MSE per factor, variance-normalised), every head reading the bottleneck"
+    "read out through a ReLU (MSE per factor, variance-normalised), every head reading the bottleneck"
 )
 
 
