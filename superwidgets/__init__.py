@@ -33,21 +33,26 @@ from .engine import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "AlignmentView": ("superwidgets.widgets.align_view", "AlignmentView"),
+    "FeatureDashboard": ("superwidgets.widgets.dashboard", "FeatureDashboard"),
     "FeatureLab": ("superwidgets.widgets.lab", "FeatureLab"),
     "SuperpositionExplorer": ("superwidgets.widgets.explorer", "SuperpositionExplorer"),
     "science": ("superwidgets.science", None),
     "zoo": ("superwidgets.zoo", None),
     "data": ("superwidgets.data", None),
+    "train_sae": ("superwidgets.science.sae", "train_sae"),
     "widgets": ("superwidgets.widgets", None),
 }
 
 __all__ = [
     "SAE",
     "Ablate",
+    "AlignmentView",
     "Clamp",
     "Directions",
     "Edit",
     "EditError",
+    "FeatureDashboard",
     "FeatureLab",
     "InputError",
     "Lens",
@@ -63,6 +68,7 @@ __all__ = [
     "SuperpositionExplorer",
     "data",
     "science",
+    "train_sae",
     "zoo",
 ]
 

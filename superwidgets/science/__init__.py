@@ -1,6 +1,9 @@
 """Science layer: SAEs and toy models of superposition (more to come: metrics, alignment)."""
 
-from .sae import ReLUSAE
+from . import align, geometry, metrics, sae
+from .align import Alignment, foscttm, gw_align, recall_at_k
+from .geometry import geometric_fidelity, knn_sd_ratio, ridge_r2
+from .sae import GatedSAE, JumpReLUSAE, ReLUSAE, TopKSAE, fit_sae, load_sae, load_saelens, save_sae, train_sae
 from .toy import (
     ToyConfig,
     ToyModel,
@@ -15,15 +18,34 @@ from .toy import (
 )
 
 __all__ = [
+    "Alignment",
+    "GatedSAE",
+    "JumpReLUSAE",
     "ReLUSAE",
+    "TopKSAE",
     "ToyConfig",
     "ToyModel",
+    "align",
     "dimensionality",
     "dims_per_feature",
     "feature_norms",
+    "fit_sae",
+    "foscttm",
+    "geometric_fidelity",
+    "geometry",
+    "gw_align",
     "interference",
+    "knn_sd_ratio",
+    "load_sae",
+    "load_saelens",
+    "metrics",
     "n_represented",
+    "recall_at_k",
+    "ridge_r2",
+    "sae",
     "sample_batch",
+    "save_sae",
     "superposition",
+    "train_sae",
     "train_toy",
 ]

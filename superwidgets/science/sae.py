@@ -1,15 +1,212 @@
-"""Sparse autoencoders. This first piece is the plain ReLU SAE the engine's SAE basis is tested with."""
+"""Sparse autoencoders (SAEs) that resolve superposition: four architectures, a trainer, safe save/load.
+
+Architectures (all ``nn.Module``, SAELens weight layout: ``W_enc (d, n_latents)``,
+``W_dec (n_latents, d)``, ``b_dec (d,)``):
+
+* :class:`ReLUSAE` -- ReLU + L1 penalty (Bricken et al. 2023);
+* :class:`TopKSAE` -- keep the k largest pre-activations, AuxK loss for dead latents (Gao et al. 2024);
+* :class:`GatedSAE` -- separate gate and magnitude paths with shared directions (Rajamanoharan et al. 2024a);
+* :class:`JumpReLUSAE` -- per-latent learned thresholds, L0 penalty through a
+  straight-through estimator (Rajamanoharan et al. 2024b).
+
+Every SAE has ``encode(x)``, ``decode(c)``, ``forward(x)``, a ``config`` dict
+(enough to rebuild it) and ``loss(x)`` (what :func:`train_sae` minimises).
+ReLU, Gated and JumpReLU also have ``encode_subset(x, idx)`` (the codes of a few
+latents from a thin matrix product), which the engine's :class:`~superwidgets.SAE`
+basis uses to edit a handful of latents cheaply.
+
+:func:`train_sae` harvests activations at a site through a :class:`~superwidgets.Lens`
+and trains one; :func:`fit_sae` trains on a tensor of activations.
+:func:`save_sae` / :func:`load_sae` write and read safetensors + JSON (never
+pickle), and :func:`load_saelens` imports an SAE saved by SAELens.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ReLUSAE"]
+__all__ = [
+    "ARCHITECTURES",
+    "GatedSAE",
+    "JumpReLUSAE",
+    "ReLUSAE",
+    "TopKSAE",
+    "fit_sae",
+    "harvest",
+    "load_sae",
+    "load_saelens",
+    "make_sae",
+    "save_sae",
+    "sparse_features",
+    "train_sae",
+]
+
+#: Architecture names accepted by :func:`train_sae` and :func:`make_sae`.
+ARCHITECTURES = ("relu", "topk", "gated", "jumprelu")
+_ALIASES = {"standard": "relu", "l1": "relu", "jump_relu": "jumprelu", "top_k": "topk"}
+
+#: Format tag written into the JSON config by :func:`save_sae`.
+FORMAT = "superwidgets.sae"
+FORMAT_VERSION = 1
 
 
-class ReLUSAE(nn.Module):
-    """A ReLU sparse autoencoder: ``c = relu((x - b_dec) W_enc + b_enc)``, ``x̂ = c W_dec + b_dec``.
+def _check_size(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, *, positive: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return v
+
+
+def _init_dictionary(d: int, n_latents: int, seed: int | None) -> torch.Tensor:
+    """Random unit-norm decoder rows ``(n_latents, d)`` from a seeded generator."""
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    w = torch.randn(n_latents, d, generator=gen)
+    return w / w.norm(dim=1, keepdim=True)
+
+
+class _SAEBase(nn.Module):
+    """Shared parts: decoder, pre-activations, config, decoder-norm bookkeeping."""
+
+    arch: str = "base"
+    #: Parameters holding one entry per latent, with the axis of the latents (for resampling).
+    _per_latent: tuple[tuple[str, int], ...] = (("W_enc", 1), ("b_enc", 0), ("W_dec", 0))
+
+    def __init__(self, d: int, n_latents: int, seed: int | None, apply_b_dec_to_input: bool) -> None:
+        super().__init__()
+        d = _check_size("d", d)
+        n_latents = _check_size("n_latents", n_latents)
+        w = _init_dictionary(d, n_latents, seed)
+        self.W_dec = nn.Parameter(w)
+        self.W_enc = nn.Parameter(w.T.clone())
+        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.apply_b_dec_to_input = bool(apply_b_dec_to_input)
+        self.history: dict[str, list[float]] = {}
+
+    # ---------------------------------------------------------------- shape
+    @property
+    def d(self) -> int:
+        """Width of the activations the SAE reads."""
+        return int(self.W_dec.shape[1])
+
+    @property
+    def n_latents(self) -> int:
+        """Number of latents (dictionary size)."""
+        return int(self.W_dec.shape[0])
+
+    def _hparams(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Architecture, sizes and hyperparameters: ``make_sae(**config)`` rebuilds the module."""
+        return {
+            "arch": self.arch,
+            "d": self.d,
+            "n_latents": self.n_latents,
+            "apply_b_dec_to_input": self.apply_b_dec_to_input,
+            **self._hparams(),
+        }
+
+    # ---------------------------------------------------------------- maps
+    def _sae_in(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.b_dec if self.apply_b_dec_to_input else x
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder pre-activations ``(x - b_dec) W_enc + b_enc``, shape ``(..., n_latents)``."""
+        return self._sae_in(x) @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes ``(..., n_latents)``."""
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``codes W_dec + b_dec``, shape ``(..., d)``."""
+        return codes @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruct ``x``: ``decode(encode(x))``."""
+        return self.decode(self.encode(x))
+
+    def loss(
+        self, x: torch.Tensor, *, dead: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training loss on a batch ``x (B, d)``.
+
+        Parameters
+        ----------
+        x : Tensor (B, d)
+            A batch of (normalised) activations.
+        dead : Tensor of bool (n_latents,), optional
+            Latents counted as dead (TopK's AuxK loss uses them; ``None`` skips it).
+        sparsity_scale : float
+            Multiplies the sparsity coefficient (the trainer warms it up from 0 to 1).
+
+        Returns
+        -------
+        loss : Tensor (scalar)
+        parts : dict
+            ``"mse"`` (mean over the batch of ``‖x − x̂‖²``), ``"sparsity"``,
+            ``"aux"`` (scalars, detached) and ``"codes"`` (the batch's codes, detached).
+        """
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- training helpers
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Rescale every decoder row to unit norm (done after each training step)."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_grads(self) -> None:
+        """Drop the part of each decoder row's gradient along the row (keeps rows on the unit sphere)."""
+        g = self.W_dec.grad
+        if g is None:
+            return
+        w = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        g.sub_((g * w).sum(1, keepdim=True) * w)
+
+    @torch.no_grad()
+    def _fold_scale(self, scale: float) -> None:
+        """Fold an input scaling ``x → scale·x`` into the weights (the SAE then reads raw activations)."""
+        self.W_enc.mul_(scale)
+        self.W_dec.div_(scale)
+        self.b_dec.div_(scale)
+
+    @torch.no_grad()
+    def _reinit_latents(self, idx: torch.Tensor, directions: torch.Tensor, enc_norm: float) -> None:
+        """Point latents ``idx`` at unit ``directions (len(idx), d)`` (resampling of dead latents)."""
+        self.W_dec[idx] = directions
+        self.W_enc[:, idx] = directions.T * enc_norm
+        self.b_enc[idx] = 0.0
+
+    def extra_repr(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self._hparams().items())
+        return f"d={self.d}, n_latents={self.n_latents}" + (f", {hp}" if hp else "")
+
+
+class ReLUSAE(_SAEBase):
+    """A ReLU sparse autoencoder: ``c = relu((x − b_dec) W_enc + b_enc)``, ``x̂ = c W_dec + b_dec``.
+
+    Trained with ``‖x − x̂‖² + l1 · Σ_i |c_i| ‖W_dec[i]‖``; the decoder rows are
+    kept at unit norm during training.
 
     Parameters
     ----------
@@ -19,6 +216,10 @@ class ReLUSAE(nn.Module):
         Number of latents (dictionary size).
     seed : int, optional
         Seed of the initialisation (unit-norm decoder rows, encoder = decoder transposed).
+    l1 : float
+        L1 coefficient (on activations normalised as :func:`train_sae` does).
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` from the input before encoding (SAELens' flag of the same name).
 
     Attributes
     ----------
@@ -26,30 +227,1241 @@ class ReLUSAE(nn.Module):
     b_enc : Parameter (n_latents,)
     W_dec : Parameter (n_latents, d)
     b_dec : Parameter (d,)
+    history : dict of list
+        Training curves filled by :func:`train_sae` (empty otherwise).
     """
 
-    def __init__(self, d: int, n_latents: int, seed: int | None = 0) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        w = torch.randn(n_latents, d, generator=gen)
-        w = w / w.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(w)
-        self.W_enc = nn.Parameter(w.T.clone())
-        self.b_enc = nn.Parameter(torch.zeros(n_latents))
-        self.b_dec = nn.Parameter(torch.zeros(d))
+    arch = "relu"
+
+    def __init__(
+        self, d: int, n_latents: int, seed: int | None = 0, *, l1: float = 0.3, apply_b_dec_to_input: bool = True
+    ) -> None:
+        super().__init__(d, n_latents, seed, apply_b_dec_to_input)
+        self.b_enc = nn.Parameter(torch.zeros(self.n_latents))
+        self.l1 = _check_float("l1", l1)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"l1": self.l1}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent codes ``(..., n_latents)``."""
-        return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+        return torch.relu(self.pre_acts(x))
 
     def encode_subset(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         """Codes of latents ``idx`` only (``(..., len(idx))``): a thin matrix product."""
-        return torch.relu((x - self.b_dec) @ self.W_enc[:, idx] + self.b_enc[idx])
+        return torch.relu(self._sae_in(x) @ self.W_enc[:, idx] + self.b_enc[idx])
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Reconstruction ``(..., d)``."""
-        return codes @ self.W_dec + self.b_dec
+    def loss(
+        self, x: torch.Tensor, *, dead: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.encode(x)
+        mse = (self.decode(c) - x).pow(2).sum(-1).mean()
+        sparsity = (c * self.W_dec.norm(dim=1)).sum(-1).mean()
+        total = mse + self.l1 * sparsity_scale * sparsity
+        return total, {
+            "mse": mse.detach(),
+            "sparsity": sparsity.detach(),
+            "aux": mse.new_zeros(()),
+            "codes": c.detach(),
+        }
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruct ``x``."""
-        return self.decode(self.encode(x))
+
+class TopKSAE(_SAEBase):
+    """A TopK sparse autoencoder (Gao et al. 2024): ``c = relu(topk_k((x − b_dec) W_enc + b_enc))``.
+
+    Exactly ``k`` latents can be non-zero per input, so no sparsity penalty is
+    needed. Dead latents are revived by the AuxK loss: the ``aux_k`` largest
+    pre-activations *of the dead latents* must reconstruct the main model's
+    error ``e = x − x̂``, weighted by ``aux_coef``. There is no ``encode_subset``:
+    a latent's value depends on the others (the engine's SAE basis falls back
+    to a full encode).
+
+    Parameters
+    ----------
+    d, n_latents : int
+        Input width and dictionary size.
+    k : int
+        Active latents per input, ``1 <= k <= n_latents``.
+    seed : int, optional
+        Seed of the initialisation.
+    aux_k : int, optional
+        Latents used by the AuxK loss (default ``min(n_latents, max(2k, d // 2))``).
+    aux_coef : float
+        Weight of the AuxK loss (default 1/32, as in the paper).
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` from the input before encoding.
+
+    Attributes
+    ----------
+    W_enc, b_enc, W_dec, b_dec : Parameter
+        As :class:`ReLUSAE`.
+    """
+
+    arch = "topk"
+
+    def __init__(
+        self,
+        d: int,
+        n_latents: int,
+        k: int,
+        seed: int | None = 0,
+        *,
+        aux_k: int | None = None,
+        aux_coef: float = 1 / 32,
+        apply_b_dec_to_input: bool = True,
+    ) -> None:
+        super().__init__(d, n_latents, seed, apply_b_dec_to_input)
+        self.b_enc = nn.Parameter(torch.zeros(self.n_latents))
+        k = _check_size("k", k)
+        if k > self.n_latents:
+            raise ValueError(f"k = {k} is larger than the number of latents ({self.n_latents}); pick k <= n_latents")
+        self.k = k
+        self.aux_k = (
+            min(self.n_latents, max(2 * k, self.d // 2))
+            if aux_k is None
+            else min(_check_size("aux_k", aux_k), n_latents)
+        )
+        self.aux_coef = _check_float("aux_coef", aux_coef)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"k": self.k, "aux_k": self.aux_k, "aux_coef": self.aux_coef}
+
+    def _topk(self, pre: torch.Tensor, k: int) -> torch.Tensor:
+        top = pre.topk(k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes ``(..., n_latents)``, at most ``k`` non-zero per input."""
+        return self._topk(self.pre_acts(x), self.k)
+
+    def loss(
+        self, x: torch.Tensor, *, dead: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pre = self.pre_acts(x)
+        c = self._topk(pre, self.k)
+        x_hat = self.decode(c)
+        mse = (x_hat - x).pow(2).sum(-1).mean()
+        aux = mse.new_zeros(())
+        if dead is not None and self.aux_coef > 0:
+            # no host sync: with no dead latent every masked pre-activation is -inf and relu makes it 0;
+            # the where() then switches the term off (the trainer passes dead=None when none is dead)
+            err = (x - x_hat).detach()
+            z = self._topk(pre.masked_fill(~dead, float("-inf")), self.aux_k)
+            aux = (z @ self.W_dec - err).pow(2).sum(-1).mean() / err.pow(2).sum(-1).mean().clamp_min(1e-12)
+            aux = torch.where(dead.any(), aux, torch.zeros_like(aux))
+        total = mse + self.aux_coef * aux
+        zero = mse.new_zeros(())
+        return total, {"mse": mse.detach(), "sparsity": zero, "aux": aux.detach(), "codes": c.detach()}
+
+
+class GatedSAE(_SAEBase):
+    """A Gated sparse autoencoder (Rajamanoharan et al. 2024, "Improving dictionary learning with gated SAEs").
+
+    Which latents are on and how large they are come from two paths that share
+    directions::
+
+        π_gate = (x − b_dec) W_enc + b_gate          f_gate = 1[π_gate > 0]
+        π_mag  = (x − b_dec) W_mag + b_mag           W_mag  = exp(r_mag) ⊙ W_enc  (per latent)
+        c      = f_gate ⊙ relu(π_mag)                x̂      = c W_dec + b_dec
+
+    The L1 penalty acts on ``relu(π_gate)`` only, so it does not shrink the
+    magnitudes; an auxiliary loss reconstructs ``x`` from ``relu(π_gate)``
+    through a frozen (detached) copy of the decoder, which trains the gate.
+
+    Parameters
+    ----------
+    d, n_latents : int
+        Input width and dictionary size.
+    seed : int, optional
+        Seed of the initialisation.
+    l1 : float
+        Coefficient of ``Σ_i relu(π_gate)_i ‖W_dec[i]‖``.
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` from the input before encoding.
+
+    Attributes
+    ----------
+    W_enc : Parameter (d, n_latents)
+        Gate directions (SAELens' name).
+    b_gate, r_mag, b_mag : Parameter (n_latents,)
+        Gate bias, log magnitude rescale, magnitude bias.
+    W_dec, b_dec : Parameter
+        Decoder.
+    b_enc : Parameter (n_latents,)
+        Alias of ``b_gate``.
+    """
+
+    arch = "gated"
+    _per_latent = (("W_enc", 1), ("b_gate", 0), ("r_mag", 0), ("b_mag", 0), ("W_dec", 0))
+
+    def __init__(
+        self, d: int, n_latents: int, seed: int | None = 0, *, l1: float = 0.3, apply_b_dec_to_input: bool = True
+    ) -> None:
+        super().__init__(d, n_latents, seed, apply_b_dec_to_input)
+        self.b_gate = nn.Parameter(torch.zeros(self.n_latents))
+        self.r_mag = nn.Parameter(torch.zeros(self.n_latents))
+        self.b_mag = nn.Parameter(torch.zeros(self.n_latents))
+        self.l1 = _check_float("l1", l1)
+
+    @property
+    def b_enc(self) -> torch.Tensor:  # type: ignore[override]
+        """Alias of ``b_gate`` (the gate path's bias)."""
+        return self.b_gate
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"l1": self.l1}
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate pre-activations ``π_gate``."""
+        return self._sae_in(x) @ self.W_enc + self.b_gate
+
+    def _paths(self, x: torch.Tensor, idx: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        sae_in = self._sae_in(x)
+        W = self.W_enc if idx is None else self.W_enc[:, idx]
+        b_gate = self.b_gate if idx is None else self.b_gate[idx]
+        r_mag = self.r_mag if idx is None else self.r_mag[idx]
+        b_mag = self.b_mag if idx is None else self.b_mag[idx]
+        return sae_in @ W + b_gate, sae_in @ (W * r_mag.exp()) + b_mag
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes ``f_gate ⊙ relu(π_mag)``, shape ``(..., n_latents)``."""
+        gate, mag = self._paths(x)
+        return (gate > 0).to(mag.dtype) * torch.relu(mag)
+
+    def encode_subset(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """Codes of latents ``idx`` only (``(..., len(idx))``)."""
+        gate, mag = self._paths(x, idx)
+        return (gate > 0).to(mag.dtype) * torch.relu(mag)
+
+    def loss(
+        self, x: torch.Tensor, *, dead: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        gate, mag = self._paths(x)
+        c = (gate > 0).to(mag.dtype) * torch.relu(mag)
+        mse = (self.decode(c) - x).pow(2).sum(-1).mean()
+        g = torch.relu(gate)
+        sparsity = (g * self.W_dec.norm(dim=1)).sum(-1).mean()
+        x_gate = g @ self.W_dec.detach() + self.b_dec.detach()
+        aux = (x_gate - x).pow(2).sum(-1).mean()
+        total = mse + self.l1 * sparsity_scale * sparsity + aux
+        return total, {"mse": mse.detach(), "sparsity": sparsity.detach(), "aux": aux.detach(), "codes": c.detach()}
+
+    @torch.no_grad()
+    def _reinit_latents(self, idx: torch.Tensor, directions: torch.Tensor, enc_norm: float) -> None:
+        self.W_dec[idx] = directions
+        self.W_enc[:, idx] = directions.T * enc_norm
+        self.b_gate[idx] = 0.0
+        self.r_mag[idx] = 0.0
+        self.b_mag[idx] = 0.0
+
+
+def _rectangle(u: torch.Tensor) -> torch.Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+def _sum_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return g.reshape(-1, shape[-1]).sum(0).reshape(shape)
+
+
+class _JumpReLUFn(torch.autograd.Function):
+    """``z · H(z − θ)``; gradient to ``z`` where the latent is on, pseudo-derivative
+    ``−(θ/ε) K((z − θ)/ε)`` to ``θ`` with the rectangle kernel ``K``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return torch.relu(z) * (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        z, theta = ctx.saved_tensors
+        eps = ctx.eps
+        g_z = g * (z > theta).to(g.dtype) * (z > 0).to(g.dtype)
+        g_theta = _sum_to(-(theta / eps) * _rectangle((z - theta) / eps) * g, theta.shape)
+        return g_z, g_theta, None
+
+
+class _StepFn(torch.autograd.Function):
+    """``H(z − θ)``; no gradient to ``z``, pseudo-derivative ``−(1/ε) K((z − θ)/ε)`` to ``θ``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        z, theta = ctx.saved_tensors
+        eps = ctx.eps
+        g_theta = _sum_to(-(1.0 / eps) * _rectangle((z - theta) / eps) * g, theta.shape)
+        return None, g_theta, None
+
+
+class JumpReLUSAE(_SAEBase):
+    """A JumpReLU sparse autoencoder (Rajamanoharan et al. 2024, "Jumping ahead").
+
+    ``c_i = z_i · 1[z_i > θ_i]`` with pre-activation ``z = (x − b_dec) W_enc + b_enc``
+    and a learned threshold ``θ_i`` per latent. Trained on
+    ``‖x − x̂‖² + l0 · Σ_i 1[z_i > θ_i]``; the step function has no gradient, so
+    the thresholds learn through straight-through pseudo-derivatives with a
+    rectangle kernel of width ``bandwidth`` (ε). The threshold is stored directly
+    (SAELens' ``threshold``) and kept positive during training.
+
+    Parameters
+    ----------
+    d, n_latents : int
+        Input width and dictionary size.
+    seed : int, optional
+        Seed of the initialisation.
+    l0 : float
+        Coefficient of the L0 penalty.
+    bandwidth : float
+        Kernel width ε of the pseudo-derivatives (in units of the normalised pre-activations).
+    init_threshold : float
+        Initial threshold of every latent.
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` from the input before encoding.
+
+    Attributes
+    ----------
+    W_enc, b_enc, W_dec, b_dec : Parameter
+        As :class:`ReLUSAE`.
+    threshold : Parameter (n_latents,)
+        θ.
+    """
+
+    arch = "jumprelu"
+    _per_latent = (("W_enc", 1), ("b_enc", 0), ("threshold", 0), ("W_dec", 0))
+
+    def __init__(
+        self,
+        d: int,
+        n_latents: int,
+        seed: int | None = 0,
+        *,
+        l0: float = 0.01,
+        bandwidth: float = 0.05,
+        init_threshold: float = 0.1,
+        apply_b_dec_to_input: bool = True,
+    ) -> None:
+        super().__init__(d, n_latents, seed, apply_b_dec_to_input)
+        self.b_enc = nn.Parameter(torch.zeros(self.n_latents))
+        self.init_threshold = _check_float("init_threshold", init_threshold)
+        self.threshold = nn.Parameter(torch.full((self.n_latents,), self.init_threshold))
+        self.l0 = _check_float("l0", l0)
+        self.bandwidth = _check_float("bandwidth", bandwidth, positive=True)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"l0": self.l0, "bandwidth": self.bandwidth, "init_threshold": self.init_threshold}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes ``(..., n_latents)``."""
+        z = self.pre_acts(x)
+        return torch.relu(z) * (z > self.threshold).to(z.dtype)
+
+    def encode_subset(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """Codes of latents ``idx`` only (``(..., len(idx))``)."""
+        z = self._sae_in(x) @ self.W_enc[:, idx] + self.b_enc[idx]
+        return torch.relu(z) * (z > self.threshold[idx]).to(z.dtype)
+
+    def loss(
+        self, x: torch.Tensor, *, dead: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z = self.pre_acts(x)
+        c = _JumpReLUFn.apply(z, self.threshold, self.bandwidth)
+        mse = (self.decode(c) - x).pow(2).sum(-1).mean()
+        l0 = _StepFn.apply(z, self.threshold, self.bandwidth).sum(-1).mean()
+        total = mse + self.l0 * sparsity_scale * l0
+        return total, {"mse": mse.detach(), "sparsity": l0.detach(), "aux": mse.new_zeros(()), "codes": c.detach()}
+
+    @torch.no_grad()
+    def _reinit_latents(self, idx: torch.Tensor, directions: torch.Tensor, enc_norm: float) -> None:
+        self.W_dec[idx] = directions
+        self.W_enc[:, idx] = directions.T * enc_norm
+        self.b_enc[idx] = 0.0
+        self.threshold[idx] = self.init_threshold
+
+
+_CLASSES: dict[str, type[_SAEBase]] = {"relu": ReLUSAE, "topk": TopKSAE, "gated": GatedSAE, "jumprelu": JumpReLUSAE}
+_HPARAMS = {
+    "relu": ("l1",),
+    "topk": ("k", "aux_k", "aux_coef"),
+    "gated": ("l1",),
+    "jumprelu": ("l0", "bandwidth", "init_threshold"),
+}
+
+
+def _arch(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"arch must be a string, one of {list(ARCHITECTURES)}; got {name!r}")
+    key = name.lower().replace("-", "")
+    key = _ALIASES.get(key, key)
+    if key in ARCHITECTURES:
+        return key
+    close = difflib.get_close_matches(name.lower(), [*ARCHITECTURES, *_ALIASES], n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(_ALIASES.get(c, c)) for c in dict.fromkeys(close))}? " if close else ""
+    raise ValueError(f"unknown SAE architecture {name!r}; {hint}valid: {list(ARCHITECTURES)}")
+
+
+def make_sae(
+    arch: str, d: int, n_latents: int, *, seed: int | None = 0, apply_b_dec_to_input: bool = True, **hparams: Any
+) -> _SAEBase:
+    """Build an untrained SAE of architecture ``arch``.
+
+    Parameters
+    ----------
+    arch : {"relu", "topk", "gated", "jumprelu"}
+        Architecture (``"standard"`` is accepted for ``"relu"``).
+    d, n_latents : int
+        Input width and dictionary size.
+    seed : int, optional
+        Initialisation seed.
+    apply_b_dec_to_input : bool
+        Subtract ``b_dec`` before encoding.
+    **hparams
+        The architecture's hyperparameters: ``l1`` (relu, gated), ``k``,
+        ``aux_k``, ``aux_coef`` (topk), ``l0``, ``bandwidth``, ``init_threshold``
+        (jumprelu). Others raise ``TypeError``.
+
+    Returns
+    -------
+    nn.Module
+        A :class:`ReLUSAE`, :class:`TopKSAE`, :class:`GatedSAE` or :class:`JumpReLUSAE`.
+    """
+    a = _arch(arch)
+    bad = sorted(set(hparams) - set(_HPARAMS[a]))
+    if bad:
+        raise TypeError(f"{a} SAEs take no {bad}; their hyperparameters are {list(_HPARAMS[a])}")
+    if a == "topk":
+        if hparams.get("k") is None:
+            raise ValueError("a topk SAE needs k (the number of active latents per input)")
+        hparams = dict(hparams)
+        k = hparams.pop("k")
+        return TopKSAE(d, n_latents, k, seed, apply_b_dec_to_input=apply_b_dec_to_input, **hparams)
+    return _CLASSES[a](d, n_latents, seed, apply_b_dec_to_input=apply_b_dec_to_input, **hparams)
+
+
+# ====================================================================== toy data
+def sparse_features(
+    n: int,
+    d: int = 256,
+    n_features: int = 512,
+    mean_active: float = 5.0,
+    *,
+    seed: int = 0,
+    directions: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synthetic activations made of known sparse features (the toy data of Sharkey et al. 2022).
+
+    ``n_features`` random unit-norm directions in ``R^d``; each sample switches
+    each feature on independently with probability ``mean_active / n_features``
+    (so ≈ ``mean_active`` per sample) with a magnitude drawn from U[0, 1], and
+    is the sum of the active features' directions times their magnitudes.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    d : int
+        Dimension of the activations.
+    n_features : int
+        Number of ground-truth features (more than ``d``: superposition).
+    mean_active : float
+        Expected number of active features per sample.
+    seed : int
+        Seed of the directions and the samples.
+    directions : Tensor (n_features, d), optional
+        Reuse these directions (e.g. a held-out set of the same features).
+
+    Returns
+    -------
+    X : Tensor (n, d)
+        The activations.
+    directions : Tensor (n_features, d)
+        The true feature directions (unit rows).
+    coefficients : Tensor (n, n_features)
+        Each sample's feature magnitudes (0 when off).
+    """
+    n = _check_size("n", n)
+    gen = torch.Generator().manual_seed(int(seed))
+    if directions is None:
+        d, n_features = _check_size("d", d), _check_size("n_features", n_features)
+        directions = torch.randn(n_features, d, generator=gen)
+        directions = directions / directions.norm(dim=1, keepdim=True)
+    else:
+        n_features, d = directions.shape
+        gen.manual_seed(int(seed) + 1)
+    p = float(mean_active) / n_features
+    if not 0 < p <= 1:
+        raise ValueError(f"mean_active must be in (0, n_features], got {mean_active}")
+    on = torch.rand(n, n_features, generator=gen) < p
+    coef = torch.rand(n, n_features, generator=gen) * on
+    return coef @ directions, directions, coef
+
+
+# ====================================================================== harvesting
+def harvest(
+    lens: Any,
+    site: str,
+    data: Any,
+    *,
+    chunk_size: int = 256,
+    feature_dim: int | None = None,
+    max_activations: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Clean activations at ``site`` over ``data``, one row per activation vector.
+
+    Parameters
+    ----------
+    lens : Lens or nn.Module
+        A :class:`~superwidgets.Lens` (read with ``lens.activations`` under
+        ``lens.off()``, so no edit leaks in) or a plain model (read with a
+        temporary forward hook, always removed; edits of an open Lens on it would
+        show).
+    site : str
+        Module path.
+    data : Tensor, ndarray, data set with ``.X`` or NeuronWorld
+        The inputs (see :func:`superwidgets.data.inputs.as_inputs`). A
+        ``NeuronWorld`` passed with a zoo neuron model gives the tensor that
+        model reads (``model.world_inputs(world)``: images or records).
+    chunk_size : int
+        Inputs per forward pass.
+    feature_dim : int, optional
+        The feature axis (default: 1 for 4-D conv activations, else the last).
+        All other axes are flattened: a conv site ``(n, C, H, W)`` gives
+        ``(n·H·W, C)`` -- one vector per spatial position -- and a sequence site
+        ``(n, T, d)`` gives ``(n·T, d)``.
+    max_activations : int, optional
+        Keep a random (seeded) subset of at most this many rows.
+    seed : int
+        Seed of that subset.
+
+    Returns
+    -------
+    Tensor (N, width)
+        On the model's device, float32.
+    """
+    from ..engine.lens import Lens
+    from ..engine.sites import get_element, resolve_site
+
+    chunk_size = _check_size("chunk_size", chunk_size)
+    if isinstance(lens, Lens):
+        model = lens.model
+    elif isinstance(lens, nn.Module):
+        model = lens
+    else:
+        raise TypeError(f"lens must be a superwidgets.Lens or a torch.nn.Module, got {type(lens).__name__}")
+    X = _model_inputs(model, data)
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    parts: list[torch.Tensor] = []
+    if isinstance(lens, Lens):
+        with lens.off():
+            for i in range(0, X.shape[0], chunk_size):
+                got = lens.activations(X[i : i + chunk_size].to(dev), site)[site]
+                parts.append(_flatten(got, feature_dim))
+    else:
+        module = resolve_site(model, site)
+        got: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _a, out: got.append(get_element(out, 0).detach()))
+        training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                for i in range(0, X.shape[0], chunk_size):
+                    got.clear()
+                    model(X[i : i + chunk_size].to(dev))
+                    if not got:
+                        raise ValueError(f"site {site!r} did not run in the model's forward; pick a site that runs")
+                    parts.append(_flatten(got[0], feature_dim))
+        finally:
+            handle.remove()
+            model.train(training)
+    acts = torch.cat(parts).float()
+    if max_activations is not None and acts.shape[0] > _check_size("max_activations", max_activations):
+        gen = torch.Generator().manual_seed(int(seed))
+        keep = torch.randperm(acts.shape[0], generator=gen)[:max_activations].to(acts.device)
+        acts = acts[keep]
+    return acts
+
+
+def _model_inputs(model: nn.Module, data: Any) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        X = data
+    elif hasattr(data, "factors") and hasattr(model, "world_inputs"):
+        X = model.world_inputs(data)
+    else:
+        from ..data.inputs import as_inputs
+
+        X = as_inputs(data)[0]
+    X = torch.as_tensor(X)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError(f"data must hold at least one input (shape (n, ...)), got shape {tuple(X.shape)}")
+    return X
+
+
+def _flatten(acts: torch.Tensor, feature_dim: int | None) -> torch.Tensor:
+    fd = feature_dim if feature_dim is not None else (1 if acts.ndim == 4 else -1)
+    if acts.ndim == 1:
+        return acts[:, None]
+    return acts.movedim(fd, -1).reshape(-1, acts.shape[fd])
+
+
+# ====================================================================== training
+_TRAIN_KW = (
+    "arch",
+    "width",
+    "k",
+    "l1",
+    "l0",
+    "steps",
+    "batch_size",
+    "lr",
+    "seed",
+    "device",
+    "progress",
+    "normalize",
+    "resample_dead",
+    "dead_after",
+    "aux_k",
+    "aux_coef",
+    "bandwidth",
+    "init_threshold",
+    "warmup",
+    "log_every",
+)
+
+
+def _unknown_kwargs(fn: str, unknown: dict[str, Any], valid: tuple[str, ...]) -> None:
+    if not unknown:
+        return
+    msgs = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=2)
+        msgs.append(repr(name) + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""))
+    raise TypeError(f"{fn}() got unknown keyword argument(s) {', '.join(msgs)}; valid ones are {list(valid)}")
+
+
+def train_sae(
+    lens: Any,
+    site: str | None,
+    data: Any,
+    *,
+    arch: str = "topk",
+    width: int | None = None,
+    k: int | None = None,
+    l1: float | None = None,
+    l0: float | None = None,
+    steps: int = 3000,
+    batch_size: int = 256,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    normalize: bool = True,
+    resample_dead: bool = True,
+    dead_after: int | None = None,
+    aux_k: int | None = None,
+    aux_coef: float | None = None,
+    bandwidth: float | None = None,
+    init_threshold: float | None = None,
+    warmup: float = 0.05,
+    log_every: int = 50,
+    chunk_size: int = 256,
+    feature_dim: int | None = None,
+    max_activations: int | None = None,
+    **unknown: Any,
+) -> _SAEBase:
+    """Train a sparse autoencoder on the activations of ``site``.
+
+    Parameters
+    ----------
+    lens : Lens, nn.Module or None
+        Where to read activations (see :func:`harvest`: under ``lens.off()``,
+        so edits do not leak in). ``None`` (with ``site=None``): ``data`` *is*
+        the activations, ``(N, d)`` (same as :func:`fit_sae`).
+    site : str or None
+        Module path whose output the SAE reads.
+    data : Tensor, ndarray, data set with ``.X``, NeuronWorld
+        The model's inputs (what ``sw.zoo.load`` returns as its second value
+        works), or the activations when ``lens`` is ``None``.
+    arch : {"topk", "relu", "gated", "jumprelu"}
+        Architecture (default TopK).
+    width : int, optional
+        Number of latents (default ``8 · d``).
+    k : int, optional
+        TopK only: active latents per input (default ``max(1, min(32, d // 4))``).
+    l1 : float, optional
+        ReLU and Gated: L1 coefficient (default 0.3).
+    l0 : float, optional
+        JumpReLU: L0 coefficient (default 0.01).
+    steps, batch_size : int
+        Optimiser steps and activations per step.
+    lr : float, optional
+        Adam learning rate (default 1e-3), decayed linearly to 0 over the last 20 % of steps.
+    seed : int
+        Seeds the initialisation, the batch order and resampling: same seed, same weights
+        (on the same device and thread count).
+    device : str or torch.device, optional
+        Where to train (default: CUDA when available, else CPU). The SAE is
+        returned on the device the activations came from.
+    progress : bool
+        Show a ``tqdm.auto`` progress bar (notebook or terminal).
+    normalize : bool
+        Scale the activations by one number so their mean squared distance to
+        their mean is 1 while training (the coefficients' defaults assume it);
+        the scale is folded into the weights afterwards, so the returned SAE
+        reads and writes raw activations (its latents keep the normalised
+        units; decoder rows have norm ``1/scale``).
+    resample_dead : bool
+        Revive dead latents: AuxK loss for TopK; for the others, re-point latents
+        that have not fired for ``dead_after`` activations at inputs the SAE
+        reconstructs badly, at 4 checkpoints in the first half of training.
+    dead_after : int, optional
+        Activations without firing after which a latent counts as dead (default
+        ``min(N, 25 · batch_size)``).
+    aux_k, aux_coef : optional
+        TopK's AuxK settings (see :class:`TopKSAE`).
+    bandwidth, init_threshold : float, optional
+        JumpReLU settings (see :class:`JumpReLUSAE`).
+    warmup : float
+        Fraction of steps over which the learning rate and the sparsity coefficient ramp up from 0.
+    log_every : int
+        Steps between entries of ``history``.
+    chunk_size, feature_dim, max_activations : optional
+        Harvesting (see :func:`harvest`).
+
+    Returns
+    -------
+    nn.Module
+        The trained SAE, with ``sae.history``: lists ``step``, ``loss``, ``mse``
+        (mean ``‖x − x̂‖²`` on the batch in normalised units, ≈ the fraction of
+        variance unexplained), ``l0``, ``dead_fraction``, ``aux``, and
+        ``scale`` (the normalisation factor) and ``seconds``.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword argument (the message lists the valid ones).
+    ValueError
+        Bad sizes (``width < 1``, ``k > width``), an unknown architecture, a
+        hyperparameter of another architecture, NaN or Inf in the activations.
+
+    Examples
+    --------
+    >>> model, world = sw.zoo.load("neuron-cnn-narrow")          # doctest: +SKIP
+    >>> with sw.Lens(model) as lens:                              # doctest: +SKIP
+    ...     sae = sw.train_sae(lens, "bottleneck", world, arch="topk", width=24, k=3)
+    ...     lens.edit("bottleneck", sw.Ablate([5]), basis=sw.SAE(sae))
+    """
+    _unknown_kwargs("train_sae", unknown, (*_TRAIN_KW, "chunk_size", "feature_dim", "max_activations"))
+    if lens is None:
+        if site is not None:
+            raise ValueError(
+                "site was given without a lens; pass train_sae(lens, site, inputs) or train_sae(None, None, acts)"
+            )
+        acts = data
+    else:
+        if not isinstance(site, str):
+            raise ValueError(f"site must be a module path (str), got {site!r}")
+        acts = harvest(
+            lens, site, data, chunk_size=chunk_size, feature_dim=feature_dim, max_activations=max_activations, seed=seed
+        )
+    return fit_sae(
+        acts,
+        arch=arch,
+        width=width,
+        k=k,
+        l1=l1,
+        l0=l0,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        progress=progress,
+        normalize=normalize,
+        resample_dead=resample_dead,
+        dead_after=dead_after,
+        aux_k=aux_k,
+        aux_coef=aux_coef,
+        bandwidth=bandwidth,
+        init_threshold=init_threshold,
+        warmup=warmup,
+        log_every=log_every,
+    )
+
+
+def _as_acts(acts: Any) -> torch.Tensor:
+    if isinstance(acts, np.ndarray):
+        acts = torch.from_numpy(acts)
+    if not isinstance(acts, torch.Tensor):
+        raise TypeError(f"activations must be a tensor or array of shape (N, d), got {type(acts).__name__}")
+    if acts.ndim != 2 or acts.shape[0] == 0 or acts.shape[1] == 0:
+        raise ValueError(
+            f"activations must have shape (N, d) with N, d >= 1, got {tuple(acts.shape)}; "
+            "flatten other axes first (harvest() does this for conv and sequence sites)"
+        )
+    if not acts.is_floating_point():
+        acts = acts.float()
+    bad = ~torch.isfinite(acts)
+    if bad.any():
+        rows = torch.nonzero(bad.any(1)).flatten()
+        raise ValueError(
+            f"activations contain NaN or Inf in {rows.numel()} of {acts.shape[0]} rows (first: {rows[:5].tolist()}); "
+            "check the model and inputs, or drop those rows"
+        )
+    return acts
+
+
+def fit_sae(
+    acts: Any,
+    *,
+    arch: str = "topk",
+    width: int | None = None,
+    k: int | None = None,
+    l1: float | None = None,
+    l0: float | None = None,
+    steps: int = 3000,
+    batch_size: int = 256,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    normalize: bool = True,
+    resample_dead: bool = True,
+    dead_after: int | None = None,
+    aux_k: int | None = None,
+    aux_coef: float | None = None,
+    bandwidth: float | None = None,
+    init_threshold: float | None = None,
+    warmup: float = 0.05,
+    log_every: int = 50,
+    **unknown: Any,
+) -> _SAEBase:
+    """Train an SAE on a tensor of activations ``(N, d)``.
+
+    Parameters
+    ----------
+    acts : Tensor or ndarray, shape (N, d)
+        The activations, one row per vector (finite; any device).
+    arch, width, k, l1, l0, steps, batch_size, lr, seed, device, progress, normalize, resample_dead, \
+dead_after, aux_k, aux_coef, bandwidth, init_threshold, warmup, log_every
+        As for :func:`train_sae` (which harvests the activations and calls this).
+
+    Returns
+    -------
+    nn.Module
+        The trained SAE with its ``history``, on the device ``acts`` came from.
+    """
+    _unknown_kwargs("fit_sae", unknown, _TRAIN_KW)
+    import time
+
+    t_start = time.perf_counter()
+    X = _as_acts(acts)
+    home = X.device
+    a = _arch(arch)
+    N, d = X.shape
+    width = 8 * d if width is None else _check_size("width", width)
+    steps = _check_size("steps", steps)
+    batch_size = _check_size("batch_size", batch_size)
+    log_every = _check_size("log_every", log_every)
+    warmup = _check_float("warmup", warmup)
+    if warmup >= 1:
+        raise ValueError(f"warmup is a fraction of the steps, in [0, 1); got {warmup}")
+    given = {"k": k, "l1": l1, "l0": l0, "aux_k": aux_k, "aux_coef": aux_coef}
+    given.update(bandwidth=bandwidth, init_threshold=init_threshold)
+    wrong = [name for name, v in given.items() if v is not None and name not in _HPARAMS[a]]
+    if wrong:
+        owners = {n: [x for x, hp in _HPARAMS.items() if n in hp] for n in wrong}
+        raise ValueError(
+            f"{', '.join(f'{n} applies to arch={owners[n]}' for n in wrong)}, not to arch={a!r}; "
+            f"{a} takes {list(_HPARAMS[a])}"
+        )
+    hp: dict[str, Any] = {n: v for n, v in given.items() if v is not None}
+    if a == "topk":
+        hp.setdefault("k", max(1, min(32, d // 4)))
+        if _check_size("k", hp["k"]) > width:
+            raise ValueError(f"k = {hp['k']} is larger than width = {width}; pick k <= width")
+    lr = 1e-3 if lr is None else _check_float("lr", lr, positive=True)
+    dead_after = min(N, 25 * batch_size) if dead_after is None else _check_size("dead_after", dead_after)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+
+    sae = make_sae(a, d, width, seed=seed, **hp)
+    X = X.to(dev, torch.float32)
+    mean = X.mean(0)
+    scale = 1.0
+    if normalize:
+        var = (X - mean).pow(2).sum(1).mean().item()
+        scale = 1.0 / math.sqrt(var) if var > 0 else 1.0
+        X = X * scale
+        mean = mean * scale
+    with torch.no_grad():
+        sae.b_dec.copy_(mean.cpu())
+    sae = sae.to(dev)
+    sae.train()
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    n_warm = int(warmup * steps)
+    decay_from = int(0.8 * steps)
+
+    def lr_at(step: int) -> float:
+        f = 1.0
+        if n_warm and step < n_warm:
+            f = (step + 1) / n_warm
+        if step >= decay_from:
+            f = min(f, (steps - step) / max(1, steps - decay_from))
+        return lr * f
+
+    gen = torch.Generator().manual_seed(int(seed) + 12345)
+    since = torch.zeros(width, dtype=torch.long, device=dev)  # activations since each latent last fired
+    resample_at = set()
+    if resample_dead and a != "topk":
+        resample_at = {int(steps * f) for f in (0.1, 0.2, 0.3, 0.4, 0.5)} - {0}
+    hist: dict[str, list[float]] = {k_: [] for k_ in ("step", "loss", "mse", "l0", "dead_fraction", "aux")}
+    hist["resampled"] = []
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"train_sae {a}", leave=True, unit="step")
+    batches = _batches(N, batch_size, gen)
+    dead: torch.Tensor | None = None
+    try:
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            idx = next(batches).to(dev)
+            x = X[idx]
+            if step % 10 == 0:  # dead status changes slowly: refresh it (one host sync) every 10 steps
+                dead_mask = since >= dead_after
+                dead = dead_mask if bool(dead_mask.any()) else None
+            ramp = min(1.0, (step + 1) / n_warm) if n_warm else 1.0
+            loss, parts = sae.loss(x, dead=dead, sparsity_scale=ramp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sae.remove_parallel_grads()
+            opt.step()
+            with torch.no_grad():
+                sae.normalize_decoder()
+                if isinstance(sae, JumpReLUSAE):
+                    sae.threshold.clamp_(min=1e-6)
+                fired = (parts["codes"] > 0).any(0)
+                since += x.shape[0]
+                since.masked_fill_(fired, 0)
+            if step + 1 in resample_at:
+                n_res = _resample(sae, opt, since >= dead_after, X, gen)
+                since[since >= dead_after] = 0
+                hist["resampled"].append(float(n_res))
+            if step % log_every == 0 or step == steps - 1:
+                l0 = (parts["codes"] > 0).sum(-1).float().mean().item()
+                dead_frac = (since >= dead_after).float().mean().item()
+                hist["step"].append(float(step))
+                hist["loss"].append(loss.item())
+                hist["mse"].append(parts["mse"].item())
+                hist["l0"].append(l0)
+                hist["dead_fraction"].append(dead_frac)
+                hist["aux"].append(parts["aux"].item())
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{hist['loss'][-1]:.4f}", l0=f"{l0:.1f}", dead=f"{dead_frac:.0%}", refresh=False
+                    )
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    sae.eval()
+    if scale != 1.0:
+        sae._fold_scale(scale)
+    sae = sae.to(home)
+    for p in sae.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    hist["scale"] = [scale]
+    hist["seconds"] = [time.perf_counter() - t_start]
+    sae.history = hist
+    return sae
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless mini-batches of row indices: shuffled epochs, seeded."""
+    buf = torch.empty(0, dtype=torch.long)
+    while True:
+        while buf.numel() < batch_size:
+            buf = torch.cat([buf, torch.randperm(n, generator=gen)])
+        out, buf = buf[:batch_size], buf[batch_size:]
+        yield out
+
+
+@torch.no_grad()
+def _resample(
+    sae: _SAEBase, opt: torch.optim.Optimizer, dead: torch.Tensor, X: torch.Tensor, gen: torch.Generator
+) -> int:
+    """Re-point dead latents at inputs with a large reconstruction error; reset their Adam state."""
+    idx = torch.nonzero(dead).flatten()
+    if idx.numel() == 0:
+        return 0
+    pool = torch.randperm(X.shape[0], generator=gen)[: min(X.shape[0], 8192)].to(X.device)
+    xs = X[pool]
+    err = xs - sae(xs)
+    w = err.pow(2).sum(1)
+    if not torch.isfinite(w).all() or w.sum() <= 0:
+        return 0
+    pick = torch.multinomial(w.cpu().double() ** 2, idx.numel(), replacement=idx.numel() > w.numel(), generator=gen)
+    v = err[pick.to(X.device)]
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    alive = ~dead
+    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean().item() if alive.any() else 1.0
+    factor = 1.0 if isinstance(sae, JumpReLUSAE) else 0.2
+    sae._reinit_latents(idx, v, enc_norm * factor)
+    for name, axis in sae._per_latent:
+        p = getattr(sae, name)
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                st[key].index_fill_(axis, idx, 0.0)
+    return int(idx.numel())
+
+
+# ====================================================================== save / load
+def _files(path: str | Path) -> tuple[Path, Path]:
+    """(weights, config) paths for a directory or a file stem."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    return p / "sae.safetensors", p / "sae.json"
+
+
+def save_sae(sae: nn.Module, path: str | Path) -> Path:
+    """Save an SAE as safetensors weights + a JSON config (never pickle).
+
+    Parameters
+    ----------
+    sae : nn.Module
+        One of this module's SAEs (it needs ``config``).
+    path : str or Path
+        A directory (gets ``sae.safetensors`` and ``sae.json``, created if
+        needed) or a file stem ``name.safetensors`` / ``name.json`` (gets both
+        ``name.safetensors`` and ``name.json``).
+
+    Returns
+    -------
+    Path
+        The weights file.
+    """
+    from safetensors.torch import save_file
+
+    config = getattr(sae, "config", None)
+    if not isinstance(config, dict) or "arch" not in config:
+        raise TypeError(f"save_sae needs one of superwidgets' SAEs (with a config), got {type(sae).__name__}")
+    weights, cfg = _files(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sae.state_dict().items()}
+    save_file(tensors, str(weights), metadata={"format": FORMAT})
+    cfg.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **config}, indent=2) + "\n")
+    return weights
+
+
+def load_sae(path: str | Path, *, device: str | torch.device = "cpu") -> _SAEBase:
+    """Load an SAE written by :func:`save_sae` (or a SAELens folder, via :func:`load_saelens`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The directory or file stem given to :func:`save_sae`.
+    device : str or torch.device
+        Where to put the weights.
+
+    Returns
+    -------
+    nn.Module
+        The SAE, in eval mode; its outputs are bit-identical to the saved one's.
+    """
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if p.is_dir() and (p / "cfg.json").exists() and not (p / "sae.json").exists():
+        return load_saelens(p, device=device)
+    weights, cfg_path = _files(p)
+    if not cfg_path.exists() or not weights.exists():
+        raise FileNotFoundError(f"no SAE at {p}: expected {cfg_path.name} and {weights.name} (written by save_sae)")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path} is not a superwidgets SAE config (format {cfg.get('format')!r})")
+    if int(cfg.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(
+            f"{cfg_path} has format version {cfg['version']}; this superwidgets reads up to {FORMAT_VERSION}"
+        )
+    a = _arch(cfg["arch"])
+    hp = {n: cfg[n] for n in _HPARAMS[a] if n in cfg}
+    sae = make_sae(
+        a,
+        int(cfg["d"]),
+        int(cfg["n_latents"]),
+        seed=0,
+        apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", True),
+        **hp,
+    )
+    state = load_file(str(weights))
+    _load_state(sae, state, str(weights))
+    return sae.to(device).eval()
+
+
+def _load_state(sae: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    own = sae.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"{where}: weights do not match a {type(sae).__name__}: missing {missing}, unexpected {extra}")
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise ValueError(f"{where}: {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}")
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(state[name].to(p.dtype))
+
+
+_SAELENS_KEYS = {
+    "relu": ("W_enc", "b_enc", "W_dec", "b_dec"),
+    "topk": ("W_enc", "b_enc", "W_dec", "b_dec"),
+    "gated": ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec"),
+    "jumprelu": ("W_enc", "b_enc", "threshold", "W_dec", "b_dec"),
+}
+
+
+def load_saelens(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    scaling_factor: float | None = None,
+) -> _SAEBase:
+    """Import an SAE saved in SAELens' on-disk format.
+
+    A SAELens SAE is a folder with ``cfg.json`` (``architecture``, ``d_in``,
+    ``d_sae``, ``apply_b_dec_to_input``, ``normalize_activations``, ``k`` for
+    TopK, ...) and ``sae_weights.safetensors`` (``W_enc (d_in, d_sae)``,
+    ``W_dec (d_sae, d_in)``, ``b_dec``, and ``b_enc`` / ``threshold`` / ``b_gate``,
+    ``r_mag``, ``b_mag`` by architecture). Supported: ``standard`` (ReLU),
+    ``topk``, ``gated``, ``jumprelu``, and pre-6.0 configs (``activation_fn_str``,
+    ``activation_fn_kwargs.k``, ``log_threshold``, ``scaling_factor``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder (or its ``cfg.json``).
+    device : str or torch.device
+        Where to put the weights.
+    dtype : torch.dtype
+        Weights are cast to this (default float32, the dtype of most activations).
+    scaling_factor : float, optional
+        For ``normalize_activations="expected_average_only_in"``: the factor the
+        activations were multiplied by in training (SAELens keeps it outside the
+        folder); it is folded into the weights, as SAELens does.
+
+    Returns
+    -------
+    nn.Module
+        The matching superwidgets SAE, in eval mode; ``encode``/``decode`` agree
+        with SAELens' own up to float rounding.
+
+    Raises
+    ------
+    ValueError
+        Anything not supported, naming the field: another ``architecture``,
+        ``normalize_activations`` other than ``"none"`` (or
+        ``"expected_average_only_in"`` without ``scaling_factor``),
+        ``reshape_activations`` other than ``"none"``, an ``activation_fn`` other
+        than ReLU/TopK, or unexpected weight tensors.
+    """
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if p.name == "cfg.json":
+        p = p.parent
+    cfg_path, w_path = p / "cfg.json", p / "sae_weights.safetensors"
+    if not cfg_path.exists() or not w_path.exists():
+        raise FileNotFoundError(f"no SAELens SAE at {p}: expected cfg.json and sae_weights.safetensors")
+    cfg = json.loads(cfg_path.read_text())
+    where = str(cfg_path)
+
+    def field(name: str, problem: str) -> ValueError:
+        return ValueError(f"{where}: unsupported SAELens field {name} = {cfg.get(name)!r}; {problem}")
+
+    act_fn = cfg.get("activation_fn", cfg.get("activation_fn_str", "relu"))
+    arch_name = cfg.get("architecture", "standard")
+    mapping = {"standard": "relu", "topk": "topk", "gated": "gated", "jumprelu": "jumprelu"}
+    if arch_name not in mapping:
+        raise field("architecture", f"superwidgets imports {sorted(mapping)}")
+    a = mapping[arch_name]
+    k = cfg.get("k")
+    if a == "relu" and act_fn == "topk":
+        a, k = "topk", (cfg.get("activation_fn_kwargs") or {}).get("k")
+    elif act_fn not in (None, "relu", "topk"):
+        raise field(
+            "activation_fn" if "activation_fn" in cfg else "activation_fn_str", "only ReLU and TopK are supported"
+        )
+    for name in ("d_in", "d_sae"):
+        if not isinstance(cfg.get(name), int):
+            raise field(name, "it must be an integer")
+    norm = cfg.get("normalize_activations", "none")
+    if norm is True:
+        norm = "expected_average_only_in"
+    if norm in (False, None):
+        norm = "none"
+    if norm == "expected_average_only_in":
+        if scaling_factor is None:
+            raise field(
+                "normalize_activations",
+                "the folder does not hold the activation scaling factor; pass load_saelens(path, scaling_factor=...)",
+            )
+    elif norm != "none":
+        raise field(
+            "normalize_activations", "only 'none' and 'expected_average_only_in' (with scaling_factor=) can be imported"
+        )
+    if cfg.get("reshape_activations", "none") not in ("none", None):
+        raise field("reshape_activations", "only 'none' is supported (reshape hook_z activations yourself)")
+    if cfg.get("hook_head_index") is not None:
+        raise field("hook_head_index", "per-head SAEs are not supported")
+    state = {name: t.to(dtype) for name, t in load_file(str(w_path)).items()}
+    if "log_threshold" in state and "threshold" not in state:
+        state["threshold"] = state.pop("log_threshold").exp()
+    finetune = state.pop("finetuning_scaling_factor", state.pop("scaling_factor", None))
+    extra = sorted(set(state) - set(_SAELENS_KEYS[a]))
+    missing = sorted(set(_SAELENS_KEYS[a]) - set(state))
+    if extra or missing:
+        raise ValueError(
+            f"{w_path}: weights do not match a SAELens {arch_name!r} SAE: unexpected {extra}, missing {missing}"
+        )
+    hp: dict[str, Any] = {}
+    if a == "topk":
+        if not isinstance(k, int):
+            raise field("k", "a TopK SAE needs an integer k")
+        hp["k"] = k
+    sae = make_sae(
+        a, cfg["d_in"], cfg["d_sae"], seed=0, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)), **hp
+    )
+    own = {n: t for n, t in sae.state_dict().items()}
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise ValueError(
+                f"{w_path}: {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)} for {cfg_path.name}"
+            )
+    with torch.no_grad():
+        for name, prm in sae.named_parameters():
+            prm.data = state[name].clone()
+        if finetune is not None and not torch.all(finetune == 1):
+            sae.W_dec.mul_(finetune[:, None])
+        if a == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
+            norms = sae.W_dec.norm(dim=1).clamp_min(1e-8)
+            sae.W_dec.div_(norms[:, None])
+            sae.W_enc.mul_(norms[None, :])
+            sae.b_enc.mul_(norms)
+        if norm == "expected_average_only_in":
+            sae._fold_scale(float(scaling_factor))  # type: ignore[arg-type]
+    return sae.to(device).eval()

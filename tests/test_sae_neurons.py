@@ -1,0 +1,99 @@
+"""A Gated SAE on the narrow neuron CNN's bottleneck, judged on held-out (test) cells.
+
+``tests/test_sae.py`` already checks that a TopK SAE's latents track the true
+factors better than the raw units over all cells; here the SAE is Gated,
+trained on the train cells only, and the comparisons are made on the test
+cells: MCC with the true factors, and the geometric fidelity of the codes to
+the held-out death-risk outcome (``geometry.knn_sd_ratio``, ``ridge_r2``).
+Every bar is a comparison computed at run time (never a number from the
+weights), so the zoo model can be retrained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import superwidgets as sw
+from superwidgets.science import geometry, metrics
+
+WIDTH, STEPS, SEED = 24, 1500, 0
+
+
+@pytest.fixture(scope="module")
+def run():
+    """Train the SAE once; return raw test activations, test codes, test factors and outcome."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 6-wide SAE is tiny: one thread is fastest and bit-reproducible
+    try:
+        model, world = sw.zoo.load("neuron-cnn-narrow")
+        x = model.world_inputs(world)
+        train, test = world.records.train, world.records.test
+        with sw.Lens(model) as lens:
+            sae = sw.train_sae(
+                lens, "bottleneck", x[train], arch="gated", width=WIDTH, steps=STEPS, seed=SEED, progress=False
+            )
+            raw = lens.activations(x[test], "bottleneck")["bottleneck"]
+        with torch.no_grad():
+            codes = sae.encode(raw)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "sae": sae,
+        "raw": raw,
+        "codes": codes,
+        "factors": world.factors[test],
+        "outcome": world.outcome[test],
+    }
+
+
+def test_gated_sae_latents_match_the_true_factors_better_than_the_units(run):
+    raw, codes, f = run["raw"], run["codes"], run["factors"]
+    m = raw.shape[1]
+    ours = metrics.mcc(codes, f, top=m)  # the m best-matched factors, comparable with the m units
+    base = metrics.mcc(raw, f)
+    ev = metrics.evaluate_sae(run["sae"], raw, factors=f)
+    print(
+        f"test cells, MCC over the {m} best-matched factors: raw units {base:.3f}, Gated SAE latents {ours:.3f}; "
+        f"L0 {ev['l0']:.2f}, FVU {ev['fvu']:.3f}, dead {ev['dead_fraction']:.2f}"
+    )
+    assert ours > base + 0.05
+    assert ev["fvu"] < 0.2
+    assert ev["dead_fraction"] < 0.5
+
+
+def _fidelity(run) -> dict[str, dict[str, float]]:
+    y = run["outcome"]
+    return {name: geometry.geometric_fidelity(run[name].numpy(), y) for name in ("raw", "codes")}
+
+
+def test_gated_sae_codes_keep_the_outcome_linearly_readable(run):
+    """The SAE keeps what a linear read-out finds (ridge R²) while using more dimensions."""
+    fid = _fidelity(run)
+    for name, f in fid.items():
+        print(f"{name:5s}: " + ", ".join(f"{k} {v:.3f}" for k, v in f.items()))
+    assert fid["codes"]["ridge_r2"] > 0.8 * fid["raw"]["ridge_r2"] > 0  # most of the linear content is kept
+    assert fid["codes"]["effective_rank"] > fid["raw"]["effective_rank"]
+
+
+# NOT HOLDING (measured while writing this test; numbers in docs/sae.md). Over a grid of sensible
+# settings (width 12/24/48 × l1 0.1/0.3/1.0 × seeds 0/1, kNN k = 5/10/20/50, test cells) the Gated
+# SAE's codes do not give reliably tighter outcome neighbourhoods than the raw 6 units: at the
+# settings used here (width 24, default l1) the SAE's kNN SD ratio is a little *higher* (≈ 0.50 vs
+# 0.49 at k = 10). Only the sparsest, lossiest SAE (width 12, l1 = 1.0: L0 ≈ 1.2, FVU ≈ 0.12,
+# lower ridge R²) is lower at every k for both seeds. An SAE re-encodes the same 6-D information,
+# so its neighbourhoods are about as good as the raw code's. The expectation is kept as a
+# What the test asserts instead is what holds: the SAE codes keep the raw code's outcome
+# neighbourhoods (within 5 %); both numbers print on every run. The *global* geometry does improve —
+# see tests/test_alignment_experiment.py (GW alignment to another modality).
+def test_gated_sae_codes_keep_the_outcome_neighbourhoods(run):
+    y = run["outcome"]
+    raw = geometry.knn_sd_ratio(run["raw"].numpy(), y, k=10)
+    ours = geometry.knn_sd_ratio(run["codes"].numpy(), y, k=10)
+    print(
+        f"test cells, kNN SD ratio of the outcome (k = 10, lower is better): raw units {raw:.4f}, "
+        f"Gated SAE codes {ours:.4f}"
+    )
+    assert np.isfinite(raw) and np.isfinite(ours)
+    assert ours < 1.05 * raw
