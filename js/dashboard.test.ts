@@ -1,0 +1,362 @@
+import type { AnyModel } from "@anywidget/types";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { histogram, moveCursor, render, type DashboardState } from "./dashboard";
+import type { WireArray } from "./lib/codec";
+
+type Handler = (...args: any[]) => void;
+
+interface Sent {
+  content: Record<string, unknown>;
+}
+
+/** Backbone-like model with the AnyModel surface the view uses; records sends and counts listeners. */
+class FakeModel implements AnyModel<DashboardState> {
+  private attrs: DashboardState;
+  private handlers = new Map<string, Handler[]>();
+  readonly sent: Sent[] = [];
+  widget_manager = {
+    get_model: (): Promise<never> => Promise.reject(new Error("not available in tests")),
+  };
+
+  constructor(state: DashboardState) {
+    this.attrs = { ...state };
+  }
+
+  get<K extends keyof DashboardState>(key: K): DashboardState[K] {
+    return this.attrs[key];
+  }
+
+  set<K extends keyof DashboardState>(key: K, value: DashboardState[K]): void {
+    this.update({ [key]: value } as Partial<DashboardState>);
+  }
+
+  update(patch: Partial<DashboardState>): void {
+    const changed = (Object.keys(patch) as Array<keyof DashboardState>).filter((k) => this.attrs[k] !== patch[k]);
+    this.attrs = { ...this.attrs, ...patch };
+    for (const k of changed) this.trigger(`change:${k}`);
+    if (changed.length) this.trigger("change");
+  }
+
+  on(eventName: string, callback: Handler): void {
+    const list = this.handlers.get(eventName) ?? [];
+    list.push(callback);
+    this.handlers.set(eventName, list);
+  }
+
+  off(eventName?: string | null, callback?: Handler | null): void {
+    for (const [name, list] of this.handlers) {
+      if (eventName != null && name !== eventName) continue;
+      const kept = callback == null ? [] : list.filter((f) => f !== callback);
+      if (kept.length) this.handlers.set(name, kept);
+      else this.handlers.delete(name);
+    }
+  }
+
+  trigger(eventName: string, ...args: unknown[]): void {
+    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
+  }
+
+  listenerCount(): number {
+    let n = 0;
+    for (const list of this.handlers.values()) n += list.length;
+    return n;
+  }
+
+  save_changes(): void {}
+
+  send(content: unknown): void {
+    this.sent.push({ content: content as Record<string, unknown> });
+  }
+}
+
+function wire(values: number[], shape: number[] = [values.length], offset = 0): WireArray {
+  const buf = new ArrayBuffer(offset + values.length * 4);
+  const view = new DataView(buf, offset, values.length * 4);
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  return { view, dtype: "float32", shape };
+}
+
+function wireI32(values: number[], shape: number[] = [values.length]): WireArray {
+  const view = new DataView(new ArrayBuffer(values.length * 4));
+  values.forEach((v, i) => view.setInt32(i * 4, v, true));
+  return { view, dtype: "int32", shape };
+}
+
+const XSS = "<img src=x onerror=alert(1)>";
+
+function baseState(over: Partial<DashboardState> = {}): DashboardState {
+  return {
+    site: "hidden",
+    n_inputs: 10,
+    input_kind: "record",
+    spatial_site: false,
+    feature_names: ["latent 0", "latent 1", XSS, "latent 3"],
+    class_names: ["benign", "malignant"],
+    frequency: wire([0.5, 0, 0.25, 0.75], [4], 1),
+    max_activation: wire([2, 0, 1, 3]),
+    effect: wire([0.1, -0.1, 0, 0, -0.2, 0.2, 0.05, -0.05], [4, 2]),
+    effect_inputs: 10,
+    n_dead: 1,
+    sort_by: "frequency",
+    sort_class: 0,
+    order: wireI32([3, 0, 2, 1]),
+    selected: 3,
+    n_active: 7,
+    act_hist: wireI32([3, 2, 2]),
+    act_edges: wire([0, 1, 2, 3]),
+    top_indices: wireI32([4, 1]),
+    top_values: wire([3, 2.5]),
+    top_labels: ["benign", XSS],
+    top_images: null,
+    top_maps: null,
+    field_names: ["radius", "texture", "area"],
+    field_units: ["mm", "", ""],
+    top_fields: wireI32([0, 2, 1, 0], [2, 2]),
+    top_field_values: wire([17.5, 900, 30, 12], [2, 2]),
+    top_field_z: wire([2.5, 1.5, -2, -1], [2, 2]),
+    effect_mode: "ablate",
+    steer: 1,
+    steer_max: 4,
+    effect_class: 0,
+    effect_hist: wireI32([1, 8, 1]),
+    effect_edges: wire([-0.3, -0.1, 0.1, 0.3]),
+    effect_flips: 2,
+    effect_mean: wire([-0.05, 0.05]),
+    factor_names: [],
+    gt_corr: null,
+    lab_linked: false,
+    notice: "",
+    error: "",
+    rev: 1,
+    seq: 0,
+    origin: "",
+    ...over,
+  };
+}
+
+let el: HTMLElement;
+let model: FakeModel;
+let cleanup: () => void;
+
+function mount(over: Partial<DashboardState> = {}): void {
+  model = new FakeModel(baseState(over));
+  cleanup = render({ model, el });
+}
+
+const $ = <E extends Element = HTMLElement>(sel: string): E => {
+  const found = el.querySelector<E>(sel);
+  if (!found) throw new Error(`no ${sel}`);
+  return found;
+};
+const $$ = <E extends Element = HTMLElement>(sel: string): E[] => Array.from(el.querySelectorAll<E>(sel));
+const viewId = (): string => $(".sw-dash").getAttribute("data-view") ?? "";
+const rows = (): HTMLElement[] => $$(".sw-flist .sw-frow");
+const key = (k: string): void => {
+  $(".sw-flist").dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+};
+
+/** What the kernel does after a request: the selected latent's views at once, rev last. */
+function respond(seq: number, patch: Partial<DashboardState>): void {
+  model.update({ seq, origin: viewId(), ...patch, rev: model.get("rev") + 1 });
+}
+
+beforeEach(() => {
+  el = document.createElement("div");
+  document.body.appendChild(el);
+});
+
+afterEach(() => {
+  cleanup?.();
+  el.remove();
+});
+
+describe("FeatureDashboard view", () => {
+  test("lists the latents in the given order, dead ones flagged, names as text", () => {
+    mount();
+    expect(rows().map((r) => r.dataset.feature)).toEqual(["3", "0", "2", "1"]);
+    const dead = rows().filter((r) => r.classList.contains("sw-dead"));
+    expect(dead.map((r) => r.dataset.feature)).toEqual(["1"]);
+    expect(dead[0].querySelector(".sw-badge")?.textContent).toBe("dead");
+    expect(rows()[2].querySelector(".sw-fname")?.textContent).toBe(XSS);
+    expect(el.querySelector("img")).toBeNull();
+    expect(rows()[0].getAttribute("aria-selected")).toBe("true");
+    expect(rows()[0].querySelector(".sw-freq-value")?.textContent).toBe("75.0%");
+    expect(rows()[0].querySelector(".sw-eff")?.textContent).toBe("+0.050");
+    expect($(".sw-list-info").textContent).toContain("4 latents · 1 dead");
+    expect($(".sw-feature-title").textContent).toBe("latent 3");
+    expect(model.sent).toHaveLength(0);
+  });
+
+  test("renders the histograms, top records with deviant fields, the effect summary", () => {
+    mount();
+    expect($$(".sw-act-hist rect").map((r) => Number(r.getAttribute("data-count")))).toEqual([3, 2, 2]);
+    expect($$(".sw-effect-hist rect").map((r) => Number(r.getAttribute("data-count")))).toEqual([1, 8, 1]);
+    expect($(".sw-effect-text").dataset.flips).toBe("2");
+    expect($(".sw-effect-text").textContent).toBe("2 of 10 predictions flip · Δ benign");
+    const ex = $$(".sw-example");
+    expect(ex.map((e) => e.dataset.index)).toEqual(["4", "1"]);
+    expect(ex[1].querySelector(".sw-caption")?.textContent).toBe(`#1 · 2.50 · ${XSS}`);
+    const fields = Array.from(ex[0].querySelectorAll<HTMLElement>(".sw-field"));
+    expect(fields.map((f) => f.dataset.field)).toEqual(["0", "2"]);
+    expect(fields[0].textContent).toBe("radius 17.5 mm z +2.5");
+    expect(fields[1].classList.contains("sw-high")).toBe(true);
+    expect(ex[1].querySelector(".sw-field")?.classList.contains("sw-low")).toBe(true);
+    expect($$(".sw-mean-row").map((r) => Number(r.dataset.mean))).toEqual([Math.fround(-0.05), Math.fround(0.05)]);
+    expect($(".sw-gt-panel").hidden).toBe(true);
+  });
+
+  test("images: one canvas per top input, the map overlaid at a conv site", () => {
+    const t = 4;
+    const img = Array.from({ length: 2 * 3 * t * t }, (_, i) => (i % 7) / 7);
+    mount({
+      input_kind: "image",
+      spatial_site: true,
+      top_fields: null,
+      top_field_values: null,
+      top_field_z: null,
+      top_images: wire(img, [2, 3, t, t]),
+      top_maps: wire([0, 1, 2, 3, 0, 0, 0, 5], [2, 2, 2]),
+      factor_names: ["soma size", "puncta"],
+      gt_corr: wire([0.2, -0.8]),
+    });
+    const canvases = $$<HTMLCanvasElement>(".sw-example canvas.sw-thumb");
+    expect(canvases).toHaveLength(2);
+    expect(canvases.every((c) => c.dataset.map === "on" && c.width === t)).toBe(true);
+    expect($$(".sw-gt-row").map((r) => r.dataset.factor)).toEqual(["1", "0"]);
+    expect($(".sw-gt-panel").hidden).toBe(false);
+  });
+
+  test("a click selects a latent: one coalesced request; stale answers are dropped", () => {
+    mount();
+    rows()[1].click();
+    expect(model.sent).toHaveLength(1);
+    expect(model.sent[0].content).toEqual({ type: "request", seq: 1, origin: viewId(), feature: 0, mode: "ablate", steer: 1, effect_class: 0 });
+    expect($(".sw-dash").classList.contains("sw-busy")).toBe(true);
+    expect(rows()[1].classList.contains("sw-selected")).toBe(true);
+    // two more clicks while the first is in flight: only the latest is kept
+    rows()[2].click();
+    rows()[3].click();
+    expect(model.sent).toHaveLength(1);
+    respond(1, { selected: 0, n_active: 5, act_hist: wireI32([5]), act_edges: wire([0, 2]) });
+    expect(model.sent).toHaveLength(2);
+    expect(model.sent[1].content.feature).toBe(1);
+    // the answer to request 1 is shown while 2 is in flight, but the list keeps the user's choice
+    expect(rows()[3].classList.contains("sw-selected")).toBe(true);
+    respond(2, { selected: 1, n_active: 0, act_hist: wireI32([0]), top_indices: wireI32([]), top_values: wire([]) });
+    expect($(".sw-dash").classList.contains("sw-busy")).toBe(false);
+    expect($(".sw-dash").dataset.selected).toBe("1");
+    expect($(".sw-feature-stats").textContent).toBe("dead: never active on the 10 inputs");
+    expect($(".sw-empty").textContent).toBe("no input activates this latent");
+    // a late duplicate of request 1 is stale: dropped
+    const rev = $(".sw-dash").dataset.rev;
+    model.update({ seq: 1, origin: viewId(), selected: 0, rev: model.get("rev") + 1 });
+    expect($(".sw-dash").dataset.selected).toBe("1");
+    expect($(".sw-dash").dataset.rev).toBe(rev);
+  });
+
+  test("keyboard: arrows move the cursor, Enter selects", () => {
+    mount();
+    const list = $(".sw-flist");
+    expect(list.getAttribute("tabindex")).toBe("0");
+    expect($(".sw-dash").dataset.cursor).toBe("3");
+    key("ArrowDown");
+    key("ArrowDown");
+    expect($(".sw-dash").dataset.cursor).toBe("2");
+    expect(list.getAttribute("aria-activedescendant")).toBe(rows()[2].id);
+    expect(model.sent).toHaveLength(0);
+    key("Enter");
+    expect(model.sent).toHaveLength(1);
+    expect(model.sent[0].content.feature).toBe(2);
+    key("End");
+    expect($(".sw-dash").dataset.cursor).toBe("1");
+    key("Home");
+    expect($(".sw-dash").dataset.cursor).toBe("3");
+    key("x");
+    expect($(".sw-dash").dataset.cursor).toBe("3");
+  });
+
+  test("Enter in the go-to box selects once (the change that follows is not sent again)", () => {
+    mount();
+    const go = $<HTMLInputElement>(".sw-goto");
+    go.value = "2";
+    go.dispatchEvent(new Event("input", { bubbles: true }));
+    go.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(model.sent.map((m) => m.content.feature)).toEqual([2]);
+    go.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent).toHaveLength(1);
+  });
+
+  test("moveCursor clamps to the list", () => {
+    expect(moveCursor(0, "ArrowUp", 5)).toBe(0);
+    expect(moveCursor(4, "ArrowDown", 5)).toBe(4);
+    expect(moveCursor(2, "PageDown", 5)).toBe(4);
+    expect(moveCursor(2, "End", 5)).toBe(4);
+    expect(moveCursor(2, "Tab", 5)).toBeNull();
+    expect(moveCursor(0, "ArrowDown", 0)).toBeNull();
+  });
+
+  test("effect controls: steer mode and strength go out in the request", () => {
+    mount();
+    const slider = $<HTMLInputElement>(".sw-steer");
+    expect(slider.disabled).toBe(true);
+    expect(slider.max).toBe("4");
+    const steer = $$<HTMLInputElement>(".sw-mode")[1];
+    steer.checked = true;
+    steer.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(slider.disabled).toBe(false);
+    expect(model.sent[0].content).toMatchObject({ type: "request", feature: 3, mode: "steer", steer: 1 });
+    slider.value = "-2";
+    slider.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(model.sent).toHaveLength(1); // coalesced behind the first
+    respond(1, { effect_mode: "steer" });
+    expect(model.sent[1].content).toMatchObject({ mode: "steer", steer: -2 });
+    const cls = $<HTMLSelectElement>(".sw-effect-class");
+    expect(Array.from(cls.options).map((o) => o.textContent)).toEqual(["benign", "malignant"]);
+  });
+
+  test("sort, go-to and Open in FeatureLab send messages; errors and notices show as text", () => {
+    mount();
+    const sort = $<HTMLSelectElement>(".sw-sort");
+    expect(Array.from(sort.options).map((o) => o.value)).toEqual(["frequency", "max_activation", "index", "effect:0", "effect:1"]);
+    sort.value = "effect:1";
+    sort.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent[0].content).toEqual({ type: "sort", seq: 0, origin: "", by: "effect", class: 1 });
+    model.update({ order: wireI32([1, 2, 3, 0]), sort_by: "effect", sort_class: 1, rev: 2 });
+    expect(rows().map((r) => r.dataset.feature)).toEqual(["1", "2", "3", "0"]);
+    expect(sort.value).toBe("effect:1");
+    const go = $<HTMLInputElement>(".sw-goto");
+    go.value = "99";
+    go.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent[1].content).toMatchObject({ type: "request", feature: 99 });
+    model.update({ seq: 1, origin: viewId(), error: XSS, rev: 3 });
+    expect($(".sw-error").textContent).toBe(XSS);
+    expect($(".sw-error").hidden).toBe(false);
+    expect($(".sw-dash").dataset.selected).toBe("3");
+    $<HTMLButtonElement>(".sw-open-lab").click();
+    expect(model.sent[2].content).toEqual({ type: "open_lab", seq: 0, origin: "", feature: 3 });
+    model.update({ notice: "opened latent 3 in a new FeatureLab", lab_linked: true, rev: 4 });
+    expect($(".sw-notice").textContent).toBe("opened latent 3 in a new FeatureLab");
+  });
+
+  test("every focusable control suppresses JupyterLab shortcuts", () => {
+    mount();
+    const focusable = $$("button, input, select, [tabindex]");
+    expect(focusable.length).toBeGreaterThan(6);
+    for (const c of focusable) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+  });
+
+  test("cleanup removes every listener and the view", () => {
+    mount();
+    expect(model.listenerCount()).toBeGreaterThan(0);
+    cleanup();
+    expect(model.listenerCount()).toBe(0);
+    expect(el.querySelector(".sw-dash")).toBeNull();
+    cleanup = () => undefined;
+  });
+
+  test("histogram helper colours signed bins", () => {
+    const svg = histogram(Int32Array.from([1, 0, 2]), Float32Array.from([-1, -0.1, 0.1, 1]), "x", true);
+    const cls = Array.from(svg.querySelectorAll("rect")).map((r) => r.getAttribute("class"));
+    expect(cls).toEqual(["sw-bin sw-neg", "sw-bin sw-zero", "sw-bin sw-pos"]);
+  });
+});

@@ -1,0 +1,1015 @@
+"""FeatureDashboard: browse an SAE's latents at one site, with their activations, examples and effects."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from ..engine import SAE, Ablate, Lens, Steer
+from ..engine.lens import _LIVE
+from .base import Array, WidgetBase, bundle
+from .lab import FeatureLab, _corr, _ground_truth, _inputs, _raw_table, _thumbnails
+
+__all__ = ["FeatureDashboard"]
+
+_READOUTS = ("softmax", "sigmoid", "identity")
+_SORTS = ("frequency", "max_activation", "effect", "index")
+_MODES = ("ablate", "steer")
+_ACTS_BUDGET = 64_000_000  # most site activation values (float32: 256 MB) kept for resumed effect runs
+_TAIL_ROWS = 4096  # rows per resumed run
+
+
+class FeatureDashboard(WidgetBase):
+    """Browse the latents of a sparse autoencoder at one site of a model.
+
+    Everything is computed in Python; only summaries and the top examples
+    travel to the browser (as binary arrays). The SAE's codes for every input
+    are computed once (in chunks) when the dashboard is built; per-feature
+    effects are computed on first use and cached.
+
+    * **Feature list**, sortable by frequency (fraction of inputs where the
+      latent is > 0), maximum activation, the effect of ablating the latent on
+      each class (mean change of the class's probability over a sample of the
+      cohort, the SAE's reconstruction error kept) or index. Dead latents
+      (never active) are flagged.
+    * **Selected feature**: a histogram of its activations (over the inputs
+      where it is active), its top-activating inputs (images: thumbnails with
+      the latent's spatial activation map overlaid at a convolutional site;
+      records: each input's most deviant fields, raw values with z-scores),
+      its effect on the predictions over the whole cohort when it is ablated
+      or steered (a histogram of the change of one class and the number of
+      flipped predictions) and, in a synthetic world, its correlation with
+      every true factor.
+    * **Click-through**: *Open in FeatureLab* (or :meth:`open_in_lab`) selects
+      the latent in a linked :class:`FeatureLab` with the SAE basis, or builds
+      one.
+
+    Parameters
+    ----------
+    model : Lens or nn.Module
+        The model, or a lens on it. For a module, the lens already open on it
+        is reused (so a FeatureLab on it keeps its hooks), else a new one is made.
+    site : str
+        Module path the SAE reads. At a convolutional site ``(n, C, H, W)``
+        the SAE is applied at every position: codes ``(n, H, W, n_latents)``;
+        an input's activation of a latent is its maximum over positions.
+    sae : nn.Module or SAE
+        Any module with ``encode(x)``, ``decode(c)`` and ``W_dec`` of shape
+        ``(n_latents, d)``, or an ``sw.SAE(...)`` basis wrapping one.
+    inputs : NeuronWorld, TabularData, Tensor or array
+        The cohort: a data object as :func:`superwidgets.zoo.load` returns it
+        (images with ground-truth factors, or records with raw values), or a
+        tensor ``(n, ...)`` of model inputs.
+    class_names : list of str, optional
+        Names of the model's outputs (taken from ``inputs`` when it has them).
+    ground_truth : object or (array, names), optional
+        True factors per input (``.factors`` and ``.factor_names``, or a pair);
+        taken from ``inputs`` when it has them.
+    readout : {"softmax", "sigmoid", "identity"}
+        How outputs become the values whose change is measured.
+    feature : int or str, optional
+        Latent selected first (default: the first of the sorted list).
+    sort_by : {"frequency", "max_activation", "effect", "index"}
+        Initial order of the feature list.
+    sort_class : int
+        Class whose effect ``sort_by="effect"`` sorts by (largest absolute change first).
+    effect_class : int
+        Class whose change the selected feature's effect histogram shows.
+    effect_sample : int
+        Inputs (a fixed random subset when the cohort is larger) over which the
+        list's effect column is computed, in one batched sweep; 0 switches it off.
+    top_k : int
+        Number of top-activating inputs shown.
+    fields : int
+        Most deviant fields shown per top input (records).
+    bins : int
+        Bins of the activation histogram.
+    steer_max : float, optional
+        Steering range ``[-steer_max, steer_max]``; default from the codes.
+    lab : FeatureLab, optional
+        A FeatureLab on the same lens and site with basis ``sw.SAE(sae)`` to
+        click through to (see :meth:`link`).
+    chunk : int
+        Inputs per forward pass while precomputing codes.
+
+    Examples
+    --------
+    >>> model, world = sw.zoo.load("neuron-cnn-narrow")           # doctest: +SKIP
+    >>> sae = sw.science.ReLUSAE(d=64, n_latents=256)             # doctest: +SKIP
+    >>> dash = sw.FeatureDashboard(model, "conv.block3", sae, world)  # doctest: +SKIP
+    """
+
+    _esm = bundle("dashboard.js")
+    _css = bundle("dashboard.css")
+
+    site = traitlets.Unicode("").tag(sync=True)
+    """str: Module path the SAE reads (read-only). Default ``""``."""
+
+    n_inputs = traitlets.Int(0).tag(sync=True)
+    """int: Number of inputs in the cohort. Default 0."""
+
+    input_kind = traitlets.Unicode("tensor").tag(sync=True)
+    """str: ``"image"`` (``(n, C, H, W)`` inputs), ``"record"`` (``(n, f)``) or ``"tensor"``. Default ``"tensor"``."""
+
+    spatial_site = traitlets.Bool(False).tag(sync=True)
+    """bool: Whether the site is convolutional (codes per position, maps shown). Default False."""
+
+    feature_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Display name of each latent. Default ``[]``."""
+
+    class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Name of each model output. Default ``[]``."""
+
+    frequency = Array()
+    """ndarray float32 (L,): Fraction of inputs on which each latent is > 0 (0 = dead). Default ``None``."""
+
+    max_activation = Array()
+    """ndarray float32 (L,): Each latent's largest activation over the cohort. Default ``None``."""
+
+    effect = Array()
+    """ndarray float32 (L, C): Mean change of each class's readout when the latent is ablated (error term
+    kept), over ``effect_sample`` inputs; ``None`` when switched off. Dead latents: 0."""
+
+    effect_inputs = traitlets.Int(0).tag(sync=True)
+    """int: Number of inputs the ``effect`` column averages over (0 = column off). Default 0."""
+
+    n_dead = traitlets.Int(0).tag(sync=True)
+    """int: Number of dead latents (never active on the cohort). Default 0."""
+
+    sort_by = traitlets.Unicode("frequency").tag(sync=True)
+    """str: Order of the list: ``"frequency"``, ``"max_activation"``, ``"effect"`` or ``"index"``. Setting it
+    re-sorts. Default ``"frequency"``."""
+
+    sort_class = traitlets.Int(0).tag(sync=True)
+    """int: Class whose ``effect`` (absolute value) ``sort_by="effect"`` sorts by. Default 0."""
+
+    order = Array()
+    """ndarray int32 (L,): Latent indices in list order (largest first, ties by index). Default ``None``."""
+
+    selected = traitlets.Int(0).tag(sync=True)
+    """int: The latent whose details are shown. Setting it recomputes them. Default: first in ``order``."""
+
+    n_active = traitlets.Int(0).tag(sync=True)
+    """int: Inputs on which the selected latent is > 0. Default 0."""
+
+    act_hist = Array()
+    """ndarray int32 (bins,): Histogram of the selected latent's activations over the inputs where it is > 0."""
+
+    act_edges = Array()
+    """ndarray float32 (bins + 1,): Bin edges of ``act_hist``."""
+
+    top_indices = Array()
+    """ndarray int32 (k,): Inputs on which the selected latent is largest (only inputs where it is > 0)."""
+
+    top_values = Array()
+    """ndarray float32 (k,): The selected latent's activation on each of them."""
+
+    top_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Caption of each top input (its true label where known). Default ``[]``."""
+
+    top_images = Array()
+    """ndarray float32 (k, 3, t, t): RGB thumbnails of the top inputs (image inputs); ``None`` otherwise."""
+
+    top_maps = Array()
+    """ndarray float32 (k, h, w): The selected latent's code at each position of each top input (convolutional
+    sites); ``None`` otherwise."""
+
+    field_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Field names of record inputs. Default ``[]``."""
+
+    field_units = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Unit of each field where known (``""`` otherwise). Default ``[]``."""
+
+    top_fields = Array()
+    """ndarray int32 (k, m): For each top input, its ``m`` most deviant fields (largest |z| first); records only."""
+
+    top_field_values = Array()
+    """ndarray float32 (k, m): Their raw values (original units)."""
+
+    top_field_z = Array()
+    """ndarray float32 (k, m): Their z-scores against the cohort."""
+
+    effect_mode = traitlets.Unicode("ablate").tag(sync=True)
+    """str: ``"ablate"`` (latent set to 0) or ``"steer"`` (``steer`` times its decoder row added).
+    Default ``"ablate"``."""
+
+    steer = traitlets.Float(1.0).tag(sync=True)
+    """float: Steering strength (added code of the latent) when ``effect_mode == "steer"``. Default 1.0."""
+
+    steer_max = traitlets.Float(1.0).tag(sync=True)
+    """float: The steering control's range is ``[-steer_max, steer_max]``. Default from the codes."""
+
+    effect_class = traitlets.Int(0).tag(sync=True)
+    """int: Class whose change ``effect_hist`` shows. Default 0."""
+
+    effect_hist = Array()
+    """ndarray int32 (31,): Inputs of the cohort by change of the ``effect_class`` readout under the edit."""
+
+    effect_edges = Array()
+    """ndarray float32 (32,): Bin edges of ``effect_hist`` (symmetric around 0)."""
+
+    effect_flips = traitlets.Int(0).tag(sync=True)
+    """int: Inputs of the cohort whose predicted (argmax) class changes under the edit. Default 0."""
+
+    effect_mean = Array()
+    """ndarray float32 (C,): Mean change of each class's readout over the cohort under the edit."""
+
+    factor_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Names of the ground-truth factors (synthetic worlds). Default ``[]``."""
+
+    gt_corr = Array()
+    """ndarray float32 (K,): Correlation of the selected latent's activation with each true factor; ``None``
+    without ground truth."""
+
+    lab_linked = traitlets.Bool(False).tag(sync=True)
+    """bool: Whether a FeatureLab is linked for click-through. Default False."""
+
+    notice = traitlets.Unicode("").tag(sync=True)
+    """str: Status line (e.g. what *Open in FeatureLab* did). Default ``""``."""
+
+    def __init__(
+        self,
+        model: Lens | nn.Module,
+        site: str,
+        sae: Any,
+        inputs: Any,
+        *,
+        class_names: list[str] | None = None,
+        ground_truth: Any = None,
+        readout: str = "softmax",
+        feature: int | str | None = None,
+        sort_by: str = "frequency",
+        sort_class: int = 0,
+        effect_class: int = 0,
+        effect_sample: int = 1024,
+        top_k: int = 12,
+        fields: int = 5,
+        bins: int = 30,
+        steer_max: float | None = None,
+        lab: FeatureLab | None = None,
+        chunk: int = 1024,
+    ) -> None:
+        if isinstance(model, Lens):
+            lens = model
+        elif isinstance(model, nn.Module):
+            live = _LIVE.get(model)
+            lens = live if live is not None and not live.closed else Lens(model)
+        else:
+            raise TypeError(f"FeatureDashboard needs a torch model or a superwidgets Lens, got {type(model).__name__}")
+        if readout not in _READOUTS:
+            raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
+        for name, value, low in (("top_k", top_k, 1), ("fields", fields, 1), ("bins", bins, 1), ("chunk", chunk, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if isinstance(effect_sample, bool) or not isinstance(effect_sample, (int, np.integer)) or effect_sample < 0:
+            raise ValueError(f"effect_sample must be an integer >= 0, got {effect_sample!r}")
+        lens.bind(site)
+        self._lens = lens
+        self._site = site
+        self._source = inputs
+        self._readout_kind = readout
+        self._k, self._m, self._bins, self._chunk = int(top_k), int(fields), int(bins), int(chunk)
+        self._effect_sample = int(effect_sample)
+        self._X, labels, label_names = _inputs(inputs)
+        self._labels = labels
+        self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
+        self._ground_truth_arg = ground_truth
+        self._records = self._record_table(inputs) if self._X.ndim == 2 else None
+        self._lab: FeatureLab | None = None
+        self._cache: OrderedDict[tuple[int, str, float], np.ndarray] = OrderedDict()
+        stats = self._precompute(sae)  # raises the engine's error on a width mismatch
+        n_out = stats["base"].shape[1]
+        class_names = list(class_names or label_names or [f"output {i}" for i in range(n_out)])
+        if len(class_names) != n_out:
+            raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
+        for name, value in (("sort_class", sort_class), ("effect_class", effect_class)):
+            if not 0 <= int(value) < n_out:
+                raise ValueError(f"{name} {value} is out of range; the model has {n_out} outputs (0..{n_out - 1})")
+        if sort_by not in _SORTS:
+            raise ValueError(f"sort_by must be one of {_SORTS}, got {sort_by!r}")
+        super().__init__()
+        self._quiet = True
+        try:
+            self.site = site
+            self.n_inputs = len(self._X)
+            self.input_kind = "image" if self._X.ndim == 4 else "record" if self._X.ndim == 2 else "tensor"
+            self.class_names = class_names
+            self.factor_names = factor_names
+            if self._records is not None:
+                self.field_names = self._records[0]
+                self.field_units = self._records[1]
+        finally:
+            self._quiet = False
+        self._handle("request", self._on_request)
+        self._handle("sort", self._on_sort)
+        self._handle("open_lab", self._on_open_lab)
+        with self._publish():
+            self._install(stats, steer_max)
+            self._sort(sort_by, sort_class)
+            first = int(self.order[0]) if feature is None else feature
+            self._apply(first, "ablate", float(self.steer), effect_class)
+        if lab is not None:
+            self.link(lab)
+
+    # ---------------------------------------------------------------- public
+    @property
+    def lens(self) -> Lens:
+        """The lens the dashboard runs the model through (it adds no edits of its own)."""
+        return self._lens
+
+    @property
+    def sae(self) -> Any:
+        """The SAE module."""
+        return self._basis.sae
+
+    @property
+    def basis(self) -> SAE:
+        """The ``sw.SAE`` basis of the SAE (error term kept), as a linked FeatureLab uses it."""
+        return self._basis
+
+    @property
+    def lab(self) -> FeatureLab | None:
+        """The linked FeatureLab, or ``None``."""
+        return self._lab
+
+    def select(self, feature: int | str) -> None:
+        """Show the details of latent ``feature`` (an index or a name).
+
+        Raises
+        ------
+        ValueError
+            Out of range or unknown name (the engine's message). It also shows
+            in the error area; the dashboard keeps its state.
+        """
+        self._run(lambda: self._apply(feature, self.effect_mode, self.steer, self.effect_class))
+
+    def sort(self, by: str, class_index: int | None = None) -> None:
+        """Order the feature list by ``"frequency"``, ``"max_activation"``, ``"effect"`` or ``"index"``.
+
+        Parameters
+        ----------
+        by : str
+            The sort key (largest first; ``"effect"`` by absolute change of ``class_index``).
+        class_index : int, optional
+            Class for ``by="effect"`` (default: the current ``sort_class``).
+        """
+        self._run(lambda: self._sort(by, self.sort_class if class_index is None else class_index))
+
+    def set_effect(
+        self, mode: str | None = None, *, steer: float | None = None, class_index: int | None = None
+    ) -> None:
+        """Change how the selected latent's effect is measured and shown.
+
+        Parameters
+        ----------
+        mode : {"ablate", "steer"}, optional
+            Set the latent to 0, or add ``steer`` times its decoder row.
+        steer : float, optional
+            Steering strength.
+        class_index : int, optional
+            Class whose change the histogram shows.
+        """
+        self._run(
+            lambda: self._apply(
+                self.selected,
+                self.effect_mode if mode is None else mode,
+                self.steer if steer is None else steer,
+                self.effect_class if class_index is None else class_index,
+            )
+        )
+
+    def effects(self, feature: int | str, mode: str = "ablate", steer: float = 1.0) -> np.ndarray:
+        """Change of every input's readout when ``feature`` is ablated or steered (cached).
+
+        Returns
+        -------
+        ndarray float32, shape (n_inputs, n_classes)
+            ``readout(edited) - readout(clean)``, error term kept.
+        """
+        f = self._basis.index(feature, self._width)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        return self._effect(f, mode, _finite(steer, "steer")).copy()
+
+    def codes(self, indices: Any) -> np.ndarray:
+        """The SAE's codes of the given inputs: ``(k, n_latents)``, or ``(k, H, W, n_latents)`` at a conv site."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self._X)):
+            raise ValueError(f"input indices must lie in 0..{len(self._X) - 1}")
+        return self._codes(self._X[torch.from_numpy(idx)]).cpu().numpy()
+
+    def set_sae(self, sae: Any) -> None:
+        """Replace the SAE (recomputes every summary; unlinks the FeatureLab, which uses the old basis).
+
+        Raises
+        ------
+        ValueError
+            The SAE's width does not match the site (the engine's message). It
+            also shows in the error area; the dashboard keeps its state.
+        """
+
+        def run() -> None:
+            stats = self._precompute(sae)
+            self._cache.clear()
+            self._lab = None
+            self.lab_linked = False
+            self._install(stats, None)
+            by = "frequency" if self.sort_by == "effect" and self.effect is None else self.sort_by
+            self._sort(by, self.sort_class)
+            self._apply(int(self.order[0]), self.effect_mode, self.steer, self.effect_class)
+
+        self._run(run)
+
+    def link(self, lab: FeatureLab) -> None:
+        """Link a FeatureLab for click-through (same lens and site, basis ``sw.SAE(sae)``).
+
+        Raises
+        ------
+        ValueError
+            The lab looks at another lens, site or basis.
+        """
+
+        def run() -> None:
+            if not isinstance(lab, FeatureLab):
+                raise TypeError(f"link needs a FeatureLab, got {type(lab).__name__}")
+            basis = getattr(lab, "_basis", None)
+            if lab.lens is not self._lens or lab.site != self.site:
+                raise ValueError(
+                    f"the FeatureLab must use this dashboard's lens and site {self.site!r}; build it with "
+                    f"sw.FeatureLab(dash.lens, inputs, site={self.site!r}, basis=dash.basis)"
+                )
+            if not isinstance(basis, SAE) or basis.sae is not self._basis.sae:
+                raise ValueError(
+                    "the FeatureLab must use this dashboard's SAE as its basis; build it with "
+                    f"sw.FeatureLab(dash.lens, inputs, site={self.site!r}, basis=dash.basis)"
+                )
+            self._lab = lab
+            self.lab_linked = True
+            self.notice = ""
+
+        self._run(run)
+
+    def open_in_lab(self, feature: int | str | None = None) -> FeatureLab:
+        """Select ``feature`` (default: the selected one) in the linked FeatureLab, or build and link one.
+
+        A new FeatureLab uses this lens and site with basis ``sw.SAE(sae)``
+        and opens on the input where the latent is largest. Building it
+        replaces the edits of an earlier FeatureLab on the same lens and site.
+
+        Returns
+        -------
+        FeatureLab
+        """
+        out: list[FeatureLab] = []
+        self._run(lambda: out.append(self._open(feature)))
+        return out[0]
+
+    def to_figure(self, top: int = 20) -> Any:
+        """A matplotlib figure: the feature list's top ``top``, the histograms, top examples, factor correlations.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        f = self.selected
+        fname = self.feature_names[f]
+        fig = plt.figure(figsize=(14, 8))
+        gs = fig.add_gridspec(2, 3, width_ratios=[1, 1.2, 1.2])
+        ax_list = fig.add_subplot(gs[:, 0])
+        order = np.asarray(self.order)[:top]
+        key, label = self._sort_key(self.sort_by, self.sort_class)
+        vals = key[order]
+        colors = ["#1976d2" if i == f else ("#bdbdbd" if self.frequency[i] == 0 else "#607d8b") for i in order]
+        y = np.arange(len(order))
+        ax_list.barh(y, vals, color=colors)
+        ax_list.set_yticks(y, [self.feature_names[i] for i in order], fontsize=7)
+        ax_list.invert_yaxis()
+        ax_list.set_title(f"latents by {label}", fontsize=9)
+
+        ax_h = fig.add_subplot(gs[0, 1])
+        edges = np.asarray(self.act_edges)
+        ax_h.bar(edges[:-1], self.act_hist, width=np.diff(edges), align="edge", color="#607d8b")
+        ax_h.set_title(f"{fname}: activations > 0 ({self.n_active} of {self.n_inputs} inputs)", fontsize=9)
+
+        ax_e = fig.add_subplot(gs[0, 2])
+        edges = np.asarray(self.effect_edges)
+        mids = (edges[:-1] + edges[1:]) / 2
+        ax_e.bar(
+            edges[:-1], self.effect_hist, width=np.diff(edges), align="edge",
+            color=[_bin_colour(m, abs(edges[1] - edges[0])) for m in mids],
+        )  # fmt: skip
+        what = "ablated" if self.effect_mode == "ablate" else f"steered by {self.steer:+.2f}"
+        ax_e.set_title(f"Δ {self.class_names[self.effect_class]}, {what}: {self.effect_flips} flips", fontsize=9)
+        ax_e.set_yscale("symlog")
+
+        ax_t = fig.add_subplot(gs[1, 1])
+        self._figure_examples(ax_t)
+        ax_g = fig.add_subplot(gs[1, 2])
+        if self.gt_corr is not None and len(self.factor_names):
+            r = np.asarray(self.gt_corr)
+            ordr = np.argsort(-np.abs(r), kind="stable")[:12]
+            ax_g.barh(np.arange(len(ordr)), r[ordr], color=["#c62828" if v < 0 else "#1976d2" for v in r[ordr]])
+            ax_g.set_yticks(np.arange(len(ordr)), [self.factor_names[i] for i in ordr], fontsize=7)
+            ax_g.invert_yaxis()
+            ax_g.set_xlim(-1, 1)
+            ax_g.axvline(0, color="k", lw=0.5)
+            ax_g.set_title(f"{fname} vs true factors (r)", fontsize=9)
+        else:
+            m = np.asarray(self.effect_mean)
+            ax_g.barh(np.arange(len(m)), m, color="#1976d2")
+            ax_g.set_yticks(np.arange(len(m)), self.class_names, fontsize=8)
+            ax_g.invert_yaxis()
+            ax_g.axvline(0, color="k", lw=0.5)
+            ax_g.set_title("mean Δ per class", fontsize=9)
+        fig.suptitle(f"FeatureDashboard · site {self.site!r} · {len(self.feature_names)} latents ({self.n_dead} dead)")
+        fig.tight_layout()
+        return fig
+
+    def _figure_examples(self, ax: Any) -> None:
+        ax.set_axis_off()
+        idx = np.asarray(self.top_indices)
+        vals = np.asarray(self.top_values)
+        ax.set_title(f"top inputs of {self.feature_names[self.selected]}", fontsize=9)
+        if len(idx) == 0:
+            ax.text(0.5, 0.5, "never active", ha="center", va="center")
+            return
+        if self.top_images is not None:
+            imgs = np.asarray(self.top_images)[:8]
+            k, _, t, _ = imgs.shape
+            cols = min(4, k)
+            rows = (k + cols - 1) // cols
+            canvas = np.zeros((rows * (t + 2), cols * (t + 2), 3), np.float32)
+            for j in range(k):
+                r0, c0 = (j // cols) * (t + 2), (j % cols) * (t + 2)
+                canvas[r0 : r0 + t, c0 : c0 + t] = imgs[j].transpose(1, 2, 0)
+            ax.imshow(canvas, interpolation="nearest")
+            if self.top_maps is not None:
+                maps = np.asarray(self.top_maps)[:8]
+                peak = max(float(np.abs(maps).max()), 1e-9)
+                over = np.full((rows * (t + 2), cols * (t + 2)), np.nan, np.float32)
+                for j in range(k):
+                    r0, c0 = (j // cols) * (t + 2), (j % cols) * (t + 2)
+                    m = maps[j]
+                    rep = np.kron(m, np.ones((t // m.shape[0] + 1, t // m.shape[1] + 1), np.float32))[:t, :t]
+                    over[r0 : r0 + t, c0 : c0 + t] = rep / peak
+                ax.imshow(over, cmap="magma", alpha=0.45, vmin=0, vmax=1, interpolation="nearest")
+            for j in range(k):
+                ax.text((j % cols) * (t + 2), (j // cols) * (t + 2) + t + 1, f"#{idx[j]} {vals[j]:.2f}", fontsize=6)
+            return
+        lines = []
+        for j in range(min(8, len(idx))):
+            label = self.top_labels[j] if j < len(self.top_labels) else ""
+            lines.append(f"#{idx[j]}  act {vals[j]:.2f}  {label}"[:48])
+            if self.top_fields is not None:
+                for fi, v, z in list(
+                    zip(self.top_fields[j], self.top_field_values[j], self.top_field_z[j], strict=True)
+                )[:2]:
+                    lines.append(f"   {self.field_names[int(fi)][:22]} = {v:.4g} (z {z:+.1f})")
+        ax.text(
+            0, 1, "\n".join(lines), va="top", fontsize=6.5, family="monospace", transform=ax.transAxes, clip_on=True
+        )
+
+    # ---------------------------------------------------------------- observers
+    @traitlets.observe("selected", "effect_mode", "steer", "effect_class")
+    def _on_python_change(self, change: dict[str, Any]) -> None:
+        def run() -> None:
+            state = {
+                "selected": self.selected,
+                "effect_mode": self.effect_mode,
+                "steer": self.steer,
+                "effect_class": self.effect_class,
+            }
+            state[change["name"]] = change["new"]
+            self._apply(state["selected"], state["effect_mode"], state["steer"], state["effect_class"])
+
+        self._guard(change, run)
+
+    @traitlets.observe("sort_by", "sort_class")
+    def _on_python_sort(self, change: dict[str, Any]) -> None:
+        def run() -> None:
+            by = change["new"] if change["name"] == "sort_by" else self.sort_by
+            cls = change["new"] if change["name"] == "sort_class" else self.sort_class
+            self._sort(by, cls)
+
+        self._guard(change, run)
+
+    # ---------------------------------------------------------------- view requests
+    def _on_request(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        self._apply(
+            content.get("feature", self.selected),
+            content.get("mode", self.effect_mode),
+            content.get("steer", self.steer),
+            content.get("effect_class", self.effect_class),
+        )
+
+    def _on_sort(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        self._sort(content.get("by", self.sort_by), content.get("class", self.sort_class))
+
+    def _on_open_lab(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        self._open(content.get("feature", self.selected))
+
+    def _run(self, fn: Any) -> None:
+        """Run ``fn`` as one update; on error show it in the error area (state kept) and re-raise."""
+        try:
+            with self._publish():
+                fn()
+        except Exception as exc:
+            from .base import _message
+
+            with self.hold_sync():
+                self.error = _message(exc)
+                self.rev += 1
+            raise
+
+    # ---------------------------------------------------------------- computation
+    def _precompute(self, sae: Any) -> dict[str, Any]:
+        """Codes of every input (pooled per input), clean outputs, list statistics; writes nothing."""
+        if isinstance(sae, SAE):
+            basis = SAE(sae.sae, name=sae.name, keep_error=sae.keep_error, names=sae._names)
+        else:
+            basis = SAE(sae)  # TypeError naming what is missing
+        x0 = self._X[:1]
+        h0 = self._lens.activations(x0, self._site)[self._site]
+        conv = h0.ndim == 4
+        width = int(h0.shape[1] if conv else h0.shape[-1])
+        names = basis.names(width)  # ValueError on a width mismatch (the engine's text)
+        n_lat = len(names)
+        n = len(self._X)
+        pooled = np.empty((n, n_lat), np.float32)
+        active = np.empty((n, n_lat), bool)
+        base_parts = []
+        keep = n * h0[0].numel() <= _ACTS_BUDGET  # clean site activations kept for resumed effect runs
+        acts_parts: list[torch.Tensor] = []
+        for a in range(0, n, self._chunk):
+            xc = self._X[a : a + self._chunk]
+            got: dict[str, Any] = {}
+            handle = self._lens.model.register_forward_hook(lambda _m, _a, out, got=got: got.__setitem__("out", out))
+            try:
+                h = self._lens.activations(xc, self._site)[self._site]
+            finally:
+                handle.remove()
+            c = self._encode(basis, h, width, n_lat)
+            flat = c.reshape(c.shape[0], -1, n_lat)
+            pooled[a : a + len(xc)] = flat.amax(1).cpu().numpy()
+            active[a : a + len(xc)] = (flat != 0).any(1).cpu().numpy()
+            base_parts.append(self._readout_rows(got["out"]))
+            if keep:
+                acts_parts.append(h.detach())
+        base = np.concatenate(base_parts)
+        acts = torch.cat(acts_parts) if keep and isinstance(h0, torch.Tensor) else None
+        frequency = (pooled > 0).mean(0).astype(np.float32)
+        max_act = np.maximum(pooled.max(0), 0).astype(np.float32)
+        stats = {
+            "basis": basis, "width": width, "conv": conv, "names": names, "pooled": pooled, "active": active,
+            "base": base, "frequency": frequency, "max": max_act, "acts": acts,
+        }  # fmt: skip
+        stats["tail"] = self._tail_program(acts, base) if acts is not None else None
+        stats["effect"], stats["effect_n"] = self._effect_column(stats)
+        return stats
+
+    def _encode(self, basis: SAE, h: torch.Tensor, width: int, n_lat: int) -> torch.Tensor:
+        """SAE codes of site activations, features last (per position at a conv site)."""
+        hf = h.movedim(1, -1) if h.ndim == 4 else h
+        dev = _device(basis.sae)
+        with torch.no_grad():
+            c = basis.sae.encode(hf.to(dev) if dev is not None else hf)
+        if not isinstance(c, torch.Tensor) or c.shape[-1] != n_lat or c.shape[:-1] != hf.shape[:-1]:
+            raise ValueError(
+                f"the SAE's encode returned shape {tuple(getattr(c, 'shape', ()))} for activations "
+                f"{tuple(hf.shape)}; expected {(*hf.shape[:-1], n_lat)} (one code per latent of W_dec)"
+            )
+        return c.detach().float()
+
+    def _tail_program(self, acts: torch.Tensor, base: np.ndarray) -> Any:
+        """The lens's resume program from the site (clean site output -> model output), or ``None``.
+
+        A split declared with ``lens.declare_split(site, rest)`` is used as is;
+        else the fx tail, when the rest of the model reads nothing but the
+        site's output. Either must reproduce the clean outputs from the kept
+        activations; otherwise effects are computed with ``lens.sweep`` (which
+        recomputes the layers before the site).
+        """
+        try:
+            program = self._lens._splits.get(self._site)  # declared with lens.declare_split(site, rest)
+            if program is None:
+                plan = self._lens._plan_for(self._X[:2])
+                tail = plan.tail(frozenset({self._site})) if plan is not None else None
+                if tail is None:
+                    return None
+                program, front = tail
+                if len(front) != 1 or front[0] is not plan.node_of(self._site):
+                    return None
+            k = min(8, len(acts))
+            with self._lens.off(), torch.no_grad():
+                y = self._readout_rows(program(acts[:k]))
+            if y.shape != base[:k].shape or not np.allclose(y, base[:k], rtol=1e-4, atol=1e-5):
+                return None
+            return program
+        except Exception:  # untraceable or structured site output: fall back to sweeps
+            return None
+
+    def _run_edits(self, stats: dict[str, Any], jobs: list[tuple[Any, np.ndarray]]) -> list[np.ndarray]:
+        """Change of the readout ``(len(rows), C)`` for each single-latent edit ``(op, rows)`` (clean model).
+
+        With a resume program, the edited kept activations of all jobs are
+        stacked into batches of about 4096 rows and only the layers after the
+        site run; otherwise each job is one ``lens.sweep``.
+        """
+        base, acts, tail, basis = stats["base"], stats["acts"], stats["tail"], stats["basis"]
+        results = [np.zeros((len(rows), base.shape[1]), np.float32) for _, rows in jobs]
+        if tail is None:
+            for (op, rows), res in zip(jobs, results, strict=True):
+                if rows.size:
+                    delta = self._lens.sweep(
+                        self._site,
+                        self._X[torch.from_numpy(rows)],
+                        features=[0],
+                        op=lambda _f, op=op: op,
+                        basis=basis,
+                        readout=self._readout_t,
+                    )
+                    res[:] = delta[0].reshape(rows.size, -1).numpy()
+            return results
+        conv = acts.ndim == 4
+        pending: list[tuple[int, int, torch.Tensor, np.ndarray]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            with self._lens.off(), torch.no_grad():
+                y = self._readout_rows(tail(torch.cat([p[2] for p in pending])))
+            at = 0
+            for j, start, h, rows in pending:
+                results[j][start : start + len(h)] = y[at : at + len(h)] - base[rows]
+                at += len(h)
+            pending.clear()
+
+        count = 0
+        for j, (op, rows) in enumerate(jobs):
+            fn = op.compile(stats["width"], basis, acts.dtype, acts.device)
+            for start in range(0, len(rows), _TAIL_ROWS):
+                r = rows[start : start + _TAIL_ROWS]
+                h = acts[torch.from_numpy(r)]
+                with torch.no_grad():
+                    he = fn(h.movedim(1, -1)).movedim(-1, 1) if conv else fn(h)
+                pending.append((j, start, he, r))
+                count += len(r)
+                if count >= _TAIL_ROWS:
+                    flush()
+                    count = 0
+        flush()
+        return results
+
+    def _effect_column(self, stats: dict[str, Any]) -> tuple[np.ndarray | None, int]:
+        """Mean change of each class when each live latent is ablated, over a sample of the cohort."""
+        if self._effect_sample == 0:
+            return None, 0
+        n = len(self._X)
+        n_lat = len(stats["names"])
+        out = np.zeros((n_lat, stats["base"].shape[1]), np.float32)
+        if n > self._effect_sample:
+            sample = np.sort(np.random.default_rng(0).choice(n, self._effect_sample, replace=False))
+        else:
+            sample = np.arange(n)
+        live = np.flatnonzero(stats["active"][sample].any(0))
+        if live.size and stats["basis"].keep_error:
+            # only inputs where a latent is active change when it is ablated
+            jobs = [(Ablate([int(f)]), sample[stats["active"][sample, f]]) for f in live]
+            for f, res in zip(live, self._run_edits(stats, jobs), strict=True):
+                out[f] = res.astype(np.float64).sum(0) / sample.size
+        elif live.size:  # one batched sweep of every live latent over the sample
+            delta = self._lens.sweep(
+                self._site,
+                self._X[torch.from_numpy(sample)],
+                features=[int(i) for i in live],
+                op="ablate",
+                basis=stats["basis"],
+                readout=self._readout_t,
+            )
+            out[live] = delta.double().mean(1).float().reshape(live.size, -1).numpy()
+        return out, int(sample.size)
+
+    def _install(self, stats: dict[str, Any], steer_max: float | None) -> None:
+        """Adopt freshly computed statistics and write the list traits."""
+        self._basis = stats["basis"]
+        self._width = stats["width"]
+        self._conv = stats["conv"]
+        self._pooled = stats["pooled"]
+        self._active = stats["active"]
+        self._base = stats["base"]
+        self._stats = stats
+        self.feature_names = stats["names"]
+        self.spatial_site = self._conv
+        self.frequency = stats["frequency"]
+        self.max_activation = stats["max"]
+        self.effect = stats["effect"]
+        self.effect_inputs = stats["effect_n"]
+        self.n_dead = int((stats["frequency"] == 0).sum())
+        if steer_max is not None:
+            self.steer_max = _finite(steer_max, "steer_max")
+        else:
+            live = stats["max"][stats["max"] > 0]
+            top = float(np.median(live)) * 2 if live.size else 1.0
+            self.steer_max = float(np.ceil(max(top, 1e-3) * 10) / 10)
+
+    def _sort_key(self, by: str, cls: int) -> tuple[np.ndarray, str]:
+        if by == "frequency":
+            return np.asarray(self.frequency), "frequency"
+        if by == "max_activation":
+            return np.asarray(self.max_activation), "max activation"
+        if by == "index":
+            return -np.arange(len(self.feature_names), dtype=np.float32), "index"
+        if self.effect is None:
+            raise ValueError("the effect column is switched off (effect_sample=0); rebuild with effect_sample > 0")
+        return np.abs(np.asarray(self.effect)[:, cls]), f"|Δ {self.class_names[cls]}| when ablated"
+
+    def _sort(self, by: Any, cls: Any) -> None:
+        if by not in _SORTS:
+            raise ValueError(f"sort_by must be one of {_SORTS}, got {by!r}")
+        cls = _class_index(cls, len(self.class_names), "sort_class")
+        key, _ = self._sort_key(by, cls)
+        self.order = np.argsort(-key, kind="stable").astype(np.int32)
+        self.sort_by = by
+        self.sort_class = cls
+
+    def _apply(self, feature: Any, mode: Any, steer: Any, effect_class: Any) -> None:
+        """Validate, compute the selected latent's views, then write them (nothing changes on error)."""
+        if isinstance(feature, float) and feature.is_integer():
+            feature = int(feature)
+        f = self._basis.index(feature, self._width)
+        if mode not in _MODES:
+            raise ValueError(f"effect mode must be one of {_MODES}, got {mode!r}")
+        alpha = _finite(steer, "steer")
+        cls = _class_index(effect_class, len(self.class_names), "effect_class")
+        col = self._pooled[:, f]
+        on = col > 0
+        vals = col[on]
+        hi = float(vals.max()) if vals.size else 1.0
+        hist, edges = np.histogram(vals, bins=self._bins, range=(0.0, hi if hi > 0 else 1.0))
+        top = np.argsort(-col, kind="stable")[: self._k]
+        top = top[col[top] > 0]
+        delta = self._effect(f, mode, alpha)
+        d = delta[:, cls]
+        lim = float(np.abs(d).max()) if d.size else 0.0
+        lim = 1e-6 if lim == 0 else lim * 1.0001
+        ehist, eedges = np.histogram(d, bins=31, range=(-lim, lim))
+        flips = int((self._base.argmax(1) != (self._base + delta).argmax(1)).sum())
+        images = maps = None
+        if self._X.ndim == 4:
+            t = torch.from_numpy(top.astype(np.int64))
+            images = _thumbnails(self._X[t], size=min(48, int(self._X.shape[-1]))) if top.size else None
+            if self._conv and top.size:
+                maps = self._codes(self._X[t])[..., f].cpu().numpy().astype(np.float32)
+        rec = self._record_views(top) if self._records is not None else None
+        gt = _corr(col.astype(np.float64), self._factors) if self._factors is not None else None
+
+        self.selected = f
+        self.effect_mode = mode
+        self.steer = alpha
+        self.effect_class = cls
+        self.n_active = int(on.sum())
+        self.act_hist = hist.astype(np.int32)
+        self.act_edges = edges.astype(np.float32)
+        self.top_indices = top.astype(np.int32)
+        self.top_values = col[top].astype(np.float32)
+        self.top_labels = [self._labels[i] if self._labels is not None else "" for i in top]
+        self.top_images = images
+        self.top_maps = maps
+        if rec is not None:
+            self.top_fields, self.top_field_values, self.top_field_z = rec
+        self.effect_hist = ehist.astype(np.int32)
+        self.effect_edges = eedges.astype(np.float32)
+        self.effect_flips = flips
+        self.effect_mean = delta.astype(np.float64).mean(0).astype(np.float32)
+        self.gt_corr = gt
+        self.notice = ""
+
+    def _effect(self, f: int, mode: str, alpha: float) -> np.ndarray:
+        """Per-input change of the readout ``(n, C)`` for one latent edit; LRU-cached."""
+        key = (f, mode, alpha if mode == "steer" else 0.0)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        n, c = self._base.shape
+        out = np.zeros((n, c), np.float32)
+        if mode == "ablate":
+            # a latent that is 0 everywhere on an input is left as is: only active inputs can change
+            rows = np.flatnonzero(self._active[:, f]) if self._basis.keep_error else np.arange(n)
+            op: Any = Ablate([f])
+        else:
+            rows = np.arange(n) if alpha != 0 else np.arange(0)
+            op = Steer(feature=f, alpha=alpha)
+        if rows.size:
+            out[rows] = self._run_edits(self._stats, [(op, rows)])[0]
+        self._cache[key] = out
+        while len(self._cache) > 32:
+            self._cache.popitem(last=False)
+        return out
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Full codes of a few inputs: ``(k, n_latents)`` or ``(k, H, W, n_latents)``."""
+        parts = []
+        for a in range(0, len(x), self._chunk):
+            h = self._lens.activations(x[a : a + self._chunk], self._site)[self._site]
+            parts.append(self._encode(self._basis, h, self._width, len(self.feature_names)))
+        return torch.cat(parts)
+
+    def _record_table(self, inputs: Any) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """(field names, units, raw values (n, f), z-scores (n, f)) of record inputs."""
+        raw_table = _raw_table(inputs, self._X)
+        if raw_table is not None:
+            names, raw = raw_table[0], raw_table[1]
+        else:
+            raw = self._X.detach().double().cpu().numpy()
+            given = getattr(inputs, "feature_names", None)
+            names = [str(s) for s in given] if given is not None and len(given) == raw.shape[1] else None
+            names = names or [f"x{i}" for i in range(raw.shape[1])]
+        units = getattr(inputs, "units", None)
+        units = [str(u) for u in units] if units is not None and len(units) == len(names) else [""] * len(names)
+        sd = raw.std(0)
+        z = np.where(sd > 0, (raw - raw.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
+        return names, units, raw.astype(np.float32), z.astype(np.float32)
+
+    def _record_views(self, top: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, _, raw, z = self._records  # type: ignore[misc]
+        m = min(self._m, raw.shape[1])
+        zt = z[top]
+        fields = np.argsort(-np.abs(zt), axis=1, kind="stable")[:, :m].astype(np.int32)
+        rows = np.arange(len(top))[:, None]
+        return fields, raw[top][rows, fields].astype(np.float32), zt[rows, fields].astype(np.float32)
+
+    def _readout_t(self, out: Any) -> torch.Tensor:
+        t = (out if isinstance(out, torch.Tensor) else torch.as_tensor(out)).detach().float()
+        t = t.reshape(t.shape[0], -1)
+        if self._readout_kind == "softmax":
+            return torch.softmax(t, 1)
+        if self._readout_kind == "sigmoid":
+            return torch.sigmoid(t)
+        return t
+
+    def _readout_rows(self, out: Any) -> np.ndarray:
+        return self._readout_t(out).cpu().numpy().astype(np.float32)
+
+    def _open(self, feature: Any) -> FeatureLab:
+        f = self._basis.index(self.selected if feature is None else feature, self._width)
+        lab = self._lab
+        if lab is not None and (getattr(lab, "_replaced", False) or self._lens.closed):
+            lab = self._lab = None
+        if lab is None:
+            col = self._pooled[:, f]
+            start = int(np.argmax(col)) if (col > 0).any() else 0
+            lab = FeatureLab(
+                self._lens,
+                self._source,
+                self.site,
+                basis=self._basis,
+                index=start,
+                class_names=list(self.class_names),
+                readout=self._readout_kind,
+                ground_truth=self._ground_truth_arg,
+            )
+            self._lab = lab
+            notice = f"opened {self.feature_names[f]} in a new FeatureLab: display it with dash.lab"
+        else:
+            notice = f"selected {self.feature_names[f]} in the linked FeatureLab"
+        lab.select(f)
+        if f != self.selected:
+            self._apply(f, self.effect_mode, self.steer, self.effect_class)
+        self.lab_linked = True
+        self.notice = notice
+        return lab
+
+
+def _bin_colour(mid: float, width: float) -> str:
+    return "#9e9e9e" if abs(mid) < width / 4 else "#c62828" if mid < 0 else "#2e7d32"
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{what} must be finite, got {v}")
+    return v
+
+
+def _class_index(value: Any, n: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+        raise ValueError(f"{what} must be a class index in 0..{n - 1}, got {value!r}")
+    return int(value)
+
+
+def _device(module: Any) -> torch.device | None:
+    params = getattr(module, "parameters", None)
+    if params is None:
+        return None
+    p = next(iter(params()), None)
+    return None if p is None else p.device
