@@ -9,11 +9,13 @@ import sys
 from ._common import NAMES, CpuMeter, emit, machine, set_threads, write_section
 
 MODULES = {
+    "align": "bench.align",
     "hooks": "bench.hooks",
     "engine": "bench.engine",
     "import": "bench.import_time",
     "wire": "bench.wire",
     "toy": "bench.toy",
+    "sae": "bench.sae",
     "cohort": "bench.cohort",
     "latency": "bench.latency",
 }

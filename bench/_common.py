@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 #: Benchmarks in the order ``python -m bench all`` runs them (and the doc lists them).
-NAMES = ("hooks", "engine", "import", "wire", "toy", "cohort", "latency")
+NAMES = ("hooks", "engine", "import", "wire", "toy", "sae", "cohort", "align", "latency")
 
 TITLES = {
+    "align": "GW alignment of two representation spaces (`python -m bench align`)",
     "hooks": "Hook overhead (`python -m bench hooks`)",
     "import": "Import time (`python -m bench import`)",
     "wire": "Arrays on the wire (`python -m bench wire`)",
@@ -29,6 +30,7 @@ TITLES = {
     "toy": "Toy models of superposition: retraining the lesson model (`python -m bench toy`)",
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
     "cohort": "FeatureLab cohort view at 10,000 records (`python -m bench cohort`)",
+    "sae": "Sparse autoencoder training throughput (`python -m bench sae`)",
 }
 
 #: Text above the sections, used when docs/BENCHMARKS.md does not exist yet.

@@ -33,6 +33,7 @@ from .patients import TabularData
 __all__ = [
     "CHANNEL_NAMES",
     "FACTOR_NAMES",
+    "MORPHOMETRY_COLUMNS",
     "NeuronRecords",
     "NeuronWorld",
     "death_risk",
@@ -784,6 +785,25 @@ class NeuronRecords(TabularData):
             f"NeuronRecords({self.name!r}: {len(self)} records × {len(self.feature_names)} features "
             f"({len(self.categorical)} categorical), classes {self.class_names})"
         )
+
+
+#: The record columns that a high-content morphometry screen measures on the cells themselves (shape,
+#: stains, puncta): they depend on the factors the images show, unlike the clinical, biochemical and
+#: electrophysiology columns. The second modality of the cross-modal alignment experiment.
+MORPHOMETRY_COLUMNS: tuple[str, ...] = (
+    "soma_area_um2",
+    "nucleus_area_um2",
+    "neurite_total_length_um",
+    "branch_points",
+    "primary_neurites",
+    "ais_length_um",
+    "ais_start_um",
+    "puncta_per_100um",
+    "aggregate_area_um2",
+    "map2_mean_intensity",
+    "dapi_integrated",
+    "soma_eccentricity",
+)
 
 
 def _make_records(rng: np.random.Generator, f: np.ndarray, disease: np.ndarray, test_fraction: float) -> NeuronRecords:
