@@ -161,3 +161,31 @@ def test_declared_split_for_untraceable_model():
         assert torch.allclose(got, want, atol=1e-6)
     with pytest.raises(TypeError, match="callable"):
         sw.Lens(model).declare_split("b", 3)
+
+
+def test_alternating_inputs_keep_their_baselines():
+    # a widget runs its selected input and its cohort in turn: neither may evict the other's baseline
+    torch.manual_seed(0)
+    model = Residual()
+    one, cohort = torch.randn(1, 5), torch.randn(64, 5)
+    runs = []  # the fx graph calls embed.lin directly, so count its calls with a hook
+    model.embed.lin.register_forward_hook(lambda *_: runs.append(1))
+    with sw.Lens(model) as lens:
+        edit = lens.edit("block2", sw.Steer(torch.ones(8), alpha=1.0))
+        lens.run(one), lens.run(cohort)
+        calls = len(runs)
+        got = []
+        for alpha in (0.5, 2.0, -1.0):
+            edit.op = sw.Steer(torch.ones(8), alpha=alpha)
+            got.append((alpha, lens.run(one), lens.run(cohort)))
+        assert len(runs) == calls  # both baselines kept: only the tails after block2 ran
+        for alpha, a, b in got:
+            edit.op = sw.Steer(torch.ones(8), alpha=alpha)
+            with torch.no_grad():
+                torch.testing.assert_close(a.edited, model(one))  # a full forward with the edit on
+                torch.testing.assert_close(b.edited, model(cohort))
+            with lens.off(), torch.no_grad():
+                assert torch.equal(a.baseline, model(one)) and torch.equal(b.baseline, model(cohort))
+        calls = len(runs)
+        lens.run(torch.randn(3, 5))  # a third input gets a fresh baseline
+        assert len(runs) > calls
