@@ -1,73 +1,9 @@
-import type { AnyModel } from "@anywidget/types";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { coupledWeights, frameFor, nearestPoint, render, topCoupled, type AlignState } from "./align";
 import type { WireArray } from "./lib/codec";
+import { FakeModel as BaseFakeModel } from "./testing/fake-model";
 
-type Handler = (...args: any[]) => void;
-
-interface Sent {
-  content: Record<string, unknown>;
-}
-
-/** Backbone-like model with the AnyModel surface the view uses; records sends and counts listeners. */
-class FakeModel implements AnyModel<AlignState> {
-  private attrs: AlignState;
-  private handlers = new Map<string, Handler[]>();
-  readonly sent: Sent[] = [];
-  widget_manager = {
-    get_model: (): Promise<never> => Promise.reject(new Error("not available in tests")),
-  };
-
-  constructor(state: AlignState) {
-    this.attrs = { ...state };
-  }
-
-  get<K extends keyof AlignState>(key: K): AlignState[K] {
-    return this.attrs[key];
-  }
-
-  set<K extends keyof AlignState>(key: K, value: AlignState[K]): void {
-    this.update({ [key]: value } as Partial<AlignState>);
-  }
-
-  update(patch: Partial<AlignState>): void {
-    const changed = (Object.keys(patch) as Array<keyof AlignState>).filter((k) => this.attrs[k] !== patch[k]);
-    this.attrs = { ...this.attrs, ...patch };
-    for (const k of changed) this.trigger(`change:${k}`);
-    if (changed.length) this.trigger("change");
-  }
-
-  on(eventName: string, callback: Handler): void {
-    const list = this.handlers.get(eventName) ?? [];
-    list.push(callback);
-    this.handlers.set(eventName, list);
-  }
-
-  off(eventName?: string | null, callback?: Handler | null): void {
-    for (const [name, list] of this.handlers) {
-      if (eventName != null && name !== eventName) continue;
-      const kept = callback == null ? [] : list.filter((f) => f !== callback);
-      if (kept.length) this.handlers.set(name, kept);
-      else this.handlers.delete(name);
-    }
-  }
-
-  trigger(eventName: string, ...args: unknown[]): void {
-    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
-  }
-
-  listenerCount(): number {
-    let n = 0;
-    for (const list of this.handlers.values()) n += list.length;
-    return n;
-  }
-
-  save_changes(): void {}
-
-  send(content: unknown): void {
-    this.sent.push({ content: content as Record<string, unknown> });
-  }
-}
+class FakeModel extends BaseFakeModel<AlignState> {}
 
 function wire(values: number[], shape: number[], offset = 0): WireArray {
   const buf = new ArrayBuffer(offset + values.length * 4);

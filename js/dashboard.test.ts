@@ -1,73 +1,9 @@
-import type { AnyModel } from "@anywidget/types";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { histogram, moveCursor, render, type DashboardState } from "./dashboard";
 import type { WireArray } from "./lib/codec";
+import { FakeModel as BaseFakeModel } from "./testing/fake-model";
 
-type Handler = (...args: any[]) => void;
-
-interface Sent {
-  content: Record<string, unknown>;
-}
-
-/** Backbone-like model with the AnyModel surface the view uses; records sends and counts listeners. */
-class FakeModel implements AnyModel<DashboardState> {
-  private attrs: DashboardState;
-  private handlers = new Map<string, Handler[]>();
-  readonly sent: Sent[] = [];
-  widget_manager = {
-    get_model: (): Promise<never> => Promise.reject(new Error("not available in tests")),
-  };
-
-  constructor(state: DashboardState) {
-    this.attrs = { ...state };
-  }
-
-  get<K extends keyof DashboardState>(key: K): DashboardState[K] {
-    return this.attrs[key];
-  }
-
-  set<K extends keyof DashboardState>(key: K, value: DashboardState[K]): void {
-    this.update({ [key]: value } as Partial<DashboardState>);
-  }
-
-  update(patch: Partial<DashboardState>): void {
-    const changed = (Object.keys(patch) as Array<keyof DashboardState>).filter((k) => this.attrs[k] !== patch[k]);
-    this.attrs = { ...this.attrs, ...patch };
-    for (const k of changed) this.trigger(`change:${k}`);
-    if (changed.length) this.trigger("change");
-  }
-
-  on(eventName: string, callback: Handler): void {
-    const list = this.handlers.get(eventName) ?? [];
-    list.push(callback);
-    this.handlers.set(eventName, list);
-  }
-
-  off(eventName?: string | null, callback?: Handler | null): void {
-    for (const [name, list] of this.handlers) {
-      if (eventName != null && name !== eventName) continue;
-      const kept = callback == null ? [] : list.filter((f) => f !== callback);
-      if (kept.length) this.handlers.set(name, kept);
-      else this.handlers.delete(name);
-    }
-  }
-
-  trigger(eventName: string, ...args: unknown[]): void {
-    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
-  }
-
-  listenerCount(): number {
-    let n = 0;
-    for (const list of this.handlers.values()) n += list.length;
-    return n;
-  }
-
-  save_changes(): void {}
-
-  send(content: unknown): void {
-    this.sent.push({ content: content as Record<string, unknown> });
-  }
-}
+class FakeModel extends BaseFakeModel<DashboardState> {}
 
 function wire(values: number[], shape: number[] = [values.length], offset = 0): WireArray {
   const buf = new ArrayBuffer(offset + values.length * 4);

@@ -6,7 +6,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
-import { control, Disposer, h, signed } from "./lib/dom";
+import { control, Disposer, factorRows, h, signed } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./dashboard.css";
@@ -467,22 +467,8 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
     const r = decodeArray(model.get("gt_corr"));
     gtPanel.hidden = names.length === 0 || !r;
     if (!r || names.length === 0) return;
-    const order = Array.from(r.keys()).sort((a, b) => Math.abs(r[b]) - Math.abs(r[a]));
     gtTitle.textContent = `${model.get("feature_names")[model.get("selected")] ?? ""} vs true factors`;
-    gt.replaceChildren(
-      ...order.map((k) =>
-        h("div", { class: "sw-gt-row", role: "listitem", "data-factor": k, "data-r": r[k] }, undefined, [
-          h("span", { class: "sw-gt-name", title: names[k] }, names[k]),
-          h("span", { class: "sw-gt-track" }, undefined, [
-            h("span", {
-              class: `sw-gt-bar ${r[k] < 0 ? "sw-neg" : ""}`,
-              style: `width:${(Math.abs(r[k]) * 50).toFixed(1)}%;${r[k] < 0 ? "right:50%" : "left:50%"}`,
-            }),
-          ]),
-          h("span", { class: "sw-gt-value" }, signed(r[k], 2)),
-        ]),
-      ),
-    );
+    gt.replaceChildren(...factorRows(names, r));
   }
 
   function showControls(): void {

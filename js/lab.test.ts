@@ -1,80 +1,9 @@
-import type { AnyModel } from "@anywidget/types";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { render, type LabState } from "./lab";
 import type { WireArray } from "./lib/codec";
+import { FakeModel as BaseFakeModel, type Sent } from "./testing/fake-model";
 
-// same shape as anywidget's EventHandler
-type Handler = (...args: any[]) => void;
-
-interface Sent {
-  content: Record<string, unknown>;
-  callbacks: unknown;
-  buffers: Array<ArrayBuffer | ArrayBufferView>;
-}
-
-/** Backbone-like model with the AnyModel surface the view uses; records sends and counts listeners. */
-class FakeModel implements AnyModel<LabState> {
-  private attrs: LabState;
-  private handlers = new Map<string, Handler[]>();
-  readonly sent: Sent[] = [];
-  saves = 0;
-  widget_manager = {
-    get_model: (): Promise<never> => Promise.reject(new Error("not available in tests")),
-  };
-
-  constructor(state: LabState) {
-    this.attrs = { ...state };
-  }
-
-  get<K extends keyof LabState>(key: K): LabState[K] {
-    return this.attrs[key];
-  }
-
-  set<K extends keyof LabState>(key: K, value: LabState[K]): void {
-    this.update({ [key]: value } as Partial<LabState>);
-  }
-
-  /** Backbone set(hash): assign every attribute first, then fire change:<key> for each changed one, then change. */
-  update(patch: Partial<LabState>): void {
-    const changed = (Object.keys(patch) as Array<keyof LabState>).filter((k) => this.attrs[k] !== patch[k]);
-    this.attrs = { ...this.attrs, ...patch };
-    for (const k of changed) this.trigger(`change:${k}`);
-    if (changed.length) this.trigger("change");
-  }
-
-  on(eventName: string, callback: Handler): void {
-    const list = this.handlers.get(eventName) ?? [];
-    list.push(callback);
-    this.handlers.set(eventName, list);
-  }
-
-  off(eventName?: string | null, callback?: Handler | null): void {
-    for (const [name, list] of this.handlers) {
-      if (eventName != null && name !== eventName) continue;
-      const kept = callback == null ? [] : list.filter((f) => f !== callback);
-      if (kept.length) this.handlers.set(name, kept);
-      else this.handlers.delete(name);
-    }
-  }
-
-  trigger(eventName: string, ...args: unknown[]): void {
-    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
-  }
-
-  listenerCount(): number {
-    let n = 0;
-    for (const list of this.handlers.values()) n += list.length;
-    return n;
-  }
-
-  save_changes(): void {
-    this.saves += 1;
-  }
-
-  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void {
-    this.sent.push({ content: content as Record<string, unknown>, callbacks, buffers: [...(buffers ?? [])] });
-  }
-}
+class FakeModel extends BaseFakeModel<LabState> {}
 
 /** A float32 wire array whose DataView sits at a misaligned offset of a larger buffer, like a kernel message. */
 function wire(values: number[], offset = 0): WireArray {

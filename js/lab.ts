@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { scaleLinear } from "d3-scale";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
-import { control, Disposer, h, signed } from "./lib/dom";
+import { control, Disposer, factorRows, h, signed } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./lab.css";
@@ -451,21 +451,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       gt.replaceChildren();
       return;
     }
-    const order = Array.from(r.keys()).sort((a, b) => Math.abs(r[b]) - Math.abs(r[a]));
-    gt.replaceChildren(
-      ...order.map((k) =>
-        h("div", { class: "sw-gt-row", role: "listitem", "data-factor": k, "data-r": r[k] }, undefined, [
-          h("span", { class: "sw-gt-name", title: names[k] }, names[k]),
-          h("span", { class: "sw-gt-track" }, undefined, [
-            h("span", {
-              class: `sw-gt-bar ${r[k] < 0 ? "sw-neg" : ""}`,
-              style: `width:${(Math.abs(r[k]) * 50).toFixed(1)}%;${r[k] < 0 ? "right:50%" : "left:50%"}`,
-            }),
-          ]),
-          h("span", { class: "sw-gt-value" }, signed(r[k], 2)),
-        ]),
-      ),
-    );
+    gt.replaceChildren(...factorRows(names, r));
   }
 
   // ---- wiring

@@ -67,3 +67,23 @@ export function signed(x: number, digits = 3): string {
   const s = x.toFixed(digits);
   return x > 0 ? `+${s}` : x === 0 ? ` ${s}` : s;
 }
+
+/**
+ * Rows of a "correlation with each true factor" bar list, strongest |r| first: name, a bar growing
+ * left (negative) or right (positive) from the middle, and the signed value. Styles: `.sw-gt-*`.
+ */
+export function factorRows(names: string[], r: ArrayLike<number>): HTMLElement[] {
+  const order = Array.from({ length: r.length }, (_, k) => k).sort((a, b) => Math.abs(r[b]) - Math.abs(r[a]));
+  return order.map((k) =>
+    h("div", { class: "sw-gt-row", role: "listitem", "data-factor": k, "data-r": r[k] }, undefined, [
+      h("span", { class: "sw-gt-name", title: names[k] }, names[k]),
+      h("span", { class: "sw-gt-track" }, undefined, [
+        h("span", {
+          class: `sw-gt-bar ${r[k] < 0 ? "sw-neg" : ""}`,
+          style: `width:${(Math.abs(r[k]) * 50).toFixed(1)}%;${r[k] < 0 ? "right:50%" : "left:50%"}`,
+        }),
+      ]),
+      h("span", { class: "sw-gt-value" }, signed(r[k], 2)),
+    ]),
+  );
+}
