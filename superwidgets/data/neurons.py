@@ -33,6 +33,7 @@ from .patients import TabularData
 __all__ = [
     "CHANNEL_NAMES",
     "FACTOR_NAMES",
+    "IMAGE_FACTORS",
     "MORPHOMETRY_COLUMNS",
     "NeuronRecords",
     "NeuronWorld",
@@ -69,6 +70,22 @@ FACTOR_NAMES: tuple[str, ...] = (
     "snca_triplication",  # 19 SNCA triplication-like genotype (binary; also brighter diffuse α-syn)
 )
 K = len(FACTOR_NAMES)
+#: The factors the image renderer draws (the ones marked "image:" above); the others reach the images
+#: only through their correlations with these.
+IMAGE_FACTORS: tuple[str, ...] = (
+    "neurite_length",
+    "soma_size",
+    "branch_count",
+    "puncta_density",
+    "map2_intensity",
+    "nuclear_condensation",
+    "neurite_degeneration",
+    "ais_length",
+    "aggregate_size",
+    "ais_position",
+    "soma_elongation",
+    "snca_triplication",
+)
 _F = {name: i for i, name in enumerate(FACTOR_NAMES)}
 BINARY_FACTORS: tuple[str, ...] = ("disease", "lrrk2_g2019s", "gba_n370s", "snca_triplication")
 _ROOTS = ("age", "lrrk2_g2019s", "gba_n370s", "snca_triplication")

@@ -1,14 +1,16 @@
-"""The cross-modal alignment experiment on the neuron world: image codes vs morphometry, no pairing.
+"""The alignment experiment on the neuron world: image codes vs another view of the same cells, no pairing.
 
 The patient-neuron study aligned image representations with another modality of the same cells by
 Gromov–Wasserstein transport, and found that sparse-autoencoder codes align better than the
-superposed activations they are computed from. :func:`morphometry_alignment` repeats that on the
+superposed activations they are computed from. :func:`neuron_alignment` repeats that on the
 synthetic neuron world, where the true pairing is known and the alignment can be scored:
 
 * modality A: a neuron CNN's bottleneck codes of some test cells — raw, or encoded by a Gated SAE
   trained on the train cells' codes;
-* modality B: the same cells' morphometry record columns
-  (:data:`~superwidgets.data.neurons.MORPHOMETRY_COLUMNS`, standardised), shuffled;
+* modality B, shuffled: the same cells' morphometry record columns
+  (:data:`~superwidgets.data.neurons.MORPHOMETRY_COLUMNS`, standardised; ``modality="morphometry"``),
+  or their true values of the factors the images show (:data:`~superwidgets.data.neurons.IMAGE_FACTORS`;
+  ``modality="factors"``: how faithful the codes' geometry is to the ground truth);
 * scores: label transfer of each cell's dominant true factor (argmax and barycentric), FOSCTTM
   and Recall@k against the hidden true pairing.
 """
@@ -20,7 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["dominant_factor", "morphometry_alignment"]
+__all__ = ["MODALITIES", "dominant_factor", "neuron_alignment"]
+
+#: What modality B can be (see the module docstring).
+MODALITIES = ("morphometry", "factors")
 
 
 def dominant_factor(factors: np.ndarray) -> np.ndarray:
@@ -39,9 +44,10 @@ def dominant_factor(factors: np.ndarray) -> np.ndarray:
     return np.where(f.max(1) > 0, f.argmax(1), -1).astype(np.int64)
 
 
-def morphometry_alignment(
+def neuron_alignment(
     name: str = "neuron-cnn-narrow",
     *,
+    modality: str = "morphometry",
     n: int = 500,
     repeats: int = 3,
     sae_width: int = 32,
@@ -49,12 +55,14 @@ def morphometry_alignment(
     epsilon: float = 0.01,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Align a zoo neuron CNN's codes (raw and SAE) with morphometry records of the same cells, unpaired.
+    """Align a zoo neuron CNN's codes (raw and SAE) with another view of the same cells, unpaired.
 
     Parameters
     ----------
     name : str
         A neuron CNN of the zoo (``"neuron-cnn-narrow"`` or ``"neuron-cnn-wide"``).
+    modality : {"morphometry", "factors"}
+        Modality B: the cells' standardised morphometry columns, or their true image factors.
     n : int
         Test cells per repeat (drawn without replacement, seeded).
     repeats : int
@@ -75,18 +83,22 @@ def morphometry_alignment(
         "settings": {...}}``, each ``scores`` a dict of mean ``label_transfer_argmax``,
         ``label_transfer_barycentric``, ``foscttm``, ``recall@1``, ``recall@5``, ``recall@10``.
     """
-    from ..data.neurons import MORPHOMETRY_COLUMNS
+    from ..data.neurons import IMAGE_FACTORS, MORPHOMETRY_COLUMNS
     from ..science.align import gw_align
     from ..science.sae import fit_sae
     from .registry import load
     from .train import _batched
 
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}; got {modality!r}")
     model, world = load(name)
     train, test = world.records.train, world.records.test
     codes = _batched(model.encode, model.world_inputs(world))
     sae = fit_sae(codes[train], arch="gated", width=sae_width, steps=sae_steps, seed=seed, progress=False)
-    cols = [world.records.feature_names.index(c) for c in MORPHOMETRY_COLUMNS]
-    morph = world.records.X[:, cols].numpy()
+    if modality == "morphometry":
+        other = world.records.X[:, [world.records.feature_names.index(c) for c in MORPHOMETRY_COLUMNS]].numpy()
+    else:
+        other = world.factors[:, [world.factor_names.index(f) for f in IMAGE_FACTORS]]
     per_repeat = []
     for r in range(repeats):
         rng = np.random.default_rng(seed + r)
@@ -99,7 +111,7 @@ def morphometry_alignment(
         row = {}
         for rep, X in (("raw", codes[cells].numpy()), ("sae", sae_codes)):
             al = gw_align(
-                X, morph[cells][perm], labels_a=labels, labels_b=labels[perm], true_match=true_match, epsilon=epsilon
+                X, other[cells][perm], labels_a=labels, labels_b=labels[perm], true_match=true_match, epsilon=epsilon
             )
             row[rep] = dict(al.scores)
         per_repeat.append(row)
@@ -111,6 +123,6 @@ def morphometry_alignment(
         "gap": {k: mean["sae"][k] - mean["raw"][k] for k in mean["raw"]},
         "per_repeat": per_repeat,
         "sae_module": sae,
-        "settings": {"name": name, "n": n, "repeats": repeats, "sae_width": sae_width, "sae_steps": sae_steps,
-                     "epsilon": epsilon, "seed": seed},
+        "settings": {"name": name, "modality": modality, "n": n, "repeats": repeats, "sae_width": sae_width,
+                     "sae_steps": sae_steps, "epsilon": epsilon, "seed": seed},
     }  # fmt: skip
