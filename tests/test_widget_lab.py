@@ -262,8 +262,17 @@ def test_images_spatial_maps_and_ground_truth(world):
     np.testing.assert_allclose(lab.spatial, act, atol=1e-5)  # the channel's map for the shown cell
     want = np.corrcoef(pooled, world.factors[:, 0])[0, 1]
     assert lab.gt_corr.shape == (20,) and lab.gt_corr[0] == pytest.approx(want, abs=1e-4)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = lab.to_figure()  # image panel: the composite and the selected channel's map as contours
+    ax0 = fig.axes[0]
+    assert len(fig.axes) == 3 and ax0.images[0].get_array().shape == (32, 32, 3)
+    assert ax0.collections, "the selected feature's map is drawn as contours"
+    assert "feature 2" in ax0.get_title() or lab.feature_names[2] in ax0.get_title()
     lab.ablated = [2]
     assert not lab.spatial.any()  # the map shows the edited activation: an ablated channel is zero
+    assert not lab.to_figure().axes[0].collections  # a flat map has no contours
     with pytest.raises(ValueError, match=r"feature must be an index in 0\.\.5"):
         lab.select(9)
     assert lab.selected == 2

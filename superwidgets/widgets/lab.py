@@ -315,6 +315,9 @@ class FeatureLab(WidgetBase):
     def to_figure(self) -> Any:
         """A matplotlib figure of the current state (predictions and features).
 
+        For image inputs a third panel shows the image (RGB composite of its channels) and, when a
+        feature is selected at a convolutional site, its edited activation map as contours.
+
         Returns
         -------
         matplotlib.figure.Figure
@@ -322,7 +325,12 @@ class FeatureLab(WidgetBase):
         import matplotlib.pyplot as plt
 
         k = len(self.feature_names)
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.25 * k + 1)), width_ratios=[1, 1.3])
+        size = (10, max(3.0, 0.25 * k + 1))
+        if self.image is None:
+            fig, (ax1, ax2) = plt.subplots(1, 2, figsize=size, width_ratios=[1, 1.3])
+        else:
+            fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(size[0] + 3.5, size[1]), width_ratios=[1, 1, 1.3])
+            self._image_panel(ax0)
         y = np.arange(len(self.class_names))
         ax1.barh(y - 0.2, self.baseline, height=0.4, label="baseline", color="#9e9e9e")
         ax1.barh(y + 0.2, self.edited, height=0.4, label="edited", color="#1976d2")
@@ -345,6 +353,23 @@ class FeatureLab(WidgetBase):
         ax2.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         return fig
+
+    def _image_panel(self, ax: Any) -> None:
+        """The shown image as an RGB composite, with the selected feature's map as contours."""
+        img = np.asarray(self.image, dtype=np.float32)
+        rgb = _thumbnails(torch.from_numpy(img)[None], size=img.shape[-1])[0].transpose(1, 2, 0)
+        ax.imshow(rgb, interpolation="nearest")
+        title = self.input_label
+        if self.spatial is not None and self.selected >= 0:
+            m = np.asarray(self.spatial, dtype=np.float32)
+            h, w = img.shape[-2:]
+            up = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(h, w), mode="bilinear")[0, 0]
+            if float(up.max() - up.min()) > 0:
+                ax.contour(up.numpy(), levels=4, cmap="magma", linewidths=1.0)
+            title += f"\n{self.feature_names[self.selected]}: map (contours)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
 
     # ---------------------------------------------------------------- observers
     @traitlets.observe("index", "ablated", "steer")
