@@ -189,3 +189,22 @@ def test_alternating_inputs_keep_their_baselines():
         calls = len(runs)
         lens.run(torch.randn(3, 5))  # a third input gets a fresh baseline
         assert len(runs) > calls
+
+
+def test_rest_of_the_model_after_a_site():
+    torch.manual_seed(0)
+    seq = nn.Sequential(OrderedDict([("a", nn.Linear(5, 8)), ("act", nn.ReLU()), ("b", nn.Linear(8, 3))]))
+    x = torch.randn(4, 5)
+    with sw.Lens(seq) as lens:
+        rest = lens.rest("act", x[:2])
+        assert rest is not None and "act" in lens.bound
+        with torch.no_grad():
+            h = torch.relu(seq.a(x))
+            torch.testing.assert_close(rest(h), seq(x))
+            torch.testing.assert_close(rest(2 * h), seq.b(2 * h))  # any site output, e.g. an edited one
+    res = Residual()
+    with sw.Lens(res) as lens:
+        assert lens.rest("block1", torch.randn(2, 5)) is None  # the skip connection also feeds the rest
+        fn = lambda h: h  # noqa: E731
+        lens.declare_split("block1", fn)
+        assert lens.rest("block1", torch.randn(2, 5)) is fn  # a declared split is returned as is

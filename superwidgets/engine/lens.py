@@ -520,6 +520,36 @@ class Lens:
         self._baseline_key = None
         self._baselines.clear()
 
+    def rest(self, site: str, example: Any) -> Any:
+        """The rest of the model after ``site``, as a callable ``rest(site_output) -> model output``, or ``None``.
+
+        A split declared with :meth:`declare_split` is returned as is. Otherwise the lens's fx trace
+        gives the program, when the model's output depends on nothing but the site's output (no skip
+        connection around the site); ``None`` when there is no such program (untraceable model, or
+        other values feed the rest). Use it to run many edited versions of kept site activations
+        without re-running the layers before the site (as ``FeatureDashboard`` does); edits at
+        other sites are not applied inside it, so call it under :meth:`off` for clean outputs.
+
+        Parameters
+        ----------
+        site : str
+            Module path (bound if it is not yet).
+        example : tensor
+            An input of the model (a couple of rows suffice) to trace with.
+        """
+        self.bind(site)
+        program = self._splits.get(site)
+        if program is not None:
+            return program
+        plan = self._plan_for(example)
+        tail = plan.tail(frozenset({site})) if plan is not None else None
+        if tail is None:
+            return None
+        program, front = tail
+        if len(front) != 1 or front[0] is not plan.node_of(site):
+            return None
+        return program
+
     def _resumed(self, active: frozenset[str], base: Any) -> Any:
         """The edited output computed from cached clean values, or ``_MISSING`` for a full forward."""
         vals = self._clean_vals

@@ -697,15 +697,9 @@ class FeatureDashboard(WidgetBase):
         recomputes the layers before the site).
         """
         try:
-            program = self._lens._splits.get(self._site)  # declared with lens.declare_split(site, rest)
+            program = self._lens.rest(self._site, self._X[:2])
             if program is None:
-                plan = self._lens._plan_for(self._X[:2])
-                tail = plan.tail(frozenset({self._site})) if plan is not None else None
-                if tail is None:
-                    return None
-                program, front = tail
-                if len(front) != 1 or front[0] is not plan.node_of(self._site):
-                    return None
+                return None
             k = min(8, len(acts))
             with self._lens.off(), torch.no_grad():
                 y = self._readout_rows(program(acts[:k]))
