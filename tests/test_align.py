@@ -44,6 +44,22 @@ def test_rotated_copy_recovers_the_identity_coupling():
     assert foscttm(al.coupling) == pytest.approx(al.scores["foscttm"])
 
 
+def test_random_starts_are_couplings_and_reach_the_identity_on_an_easy_cloud():
+    from superwidgets.science.align import _random_coupling
+
+    T = _random_coupling(40, 60, seed=3)
+    np.testing.assert_allclose(T.sum(1), 1 / 40, atol=1e-9)
+    np.testing.assert_allclose(T.sum(0), 1 / 60, atol=1e-9)
+    assert T.max() > 20 * T.mean()  # peaked, so different seeds start in different basins
+    assert not np.allclose(T, _random_coupling(40, 60, seed=4))
+    X = cloud(100, seed=5)
+    runs = [gw_align(X, X @ rotation(5, 9), true_match=np.arange(100), start=s) for s in (None, 1, 2, 3)]
+    assert runs[0].scores["foscttm"] < 0.01  # the default start finds the identity
+    # GW is non-convex: a random start may end in another optimum, never a cheaper one than the identity
+    assert all(r.gw_cost >= runs[0].gw_cost - 1e-9 for r in runs[1:])
+    assert all(np.isfinite(r.scores["foscttm"]) for r in runs)
+
+
 def test_different_dimensions_and_tensors():
     X = cloud(120, seed=3)
     Y = np.concatenate([X @ rotation(5, 7), np.zeros((120, 3))], axis=1)  # embedded in 8-D

@@ -53,6 +53,7 @@ def neuron_alignment(
     sae_width: int = 32,
     sae_steps: int = 3000,
     epsilon: float = 0.01,
+    starts: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Align a zoo neuron CNN's codes (raw and SAE) with another view of the same cells, unpaired.
@@ -73,6 +74,10 @@ def neuron_alignment(
         SAE training steps.
     epsilon : float
         Entropic regularisation of :func:`~superwidgets.science.align.gw_align`.
+    starts : int
+        Solver starts per draw, scores averaged over them: POT's default start, then
+        ``starts - 1`` seeded random couplings (GW is non-convex; on superposed codes its
+        optima differ a lot in quality at nearly equal cost).
     seed : int
         Seeds the SAE and the draws of cells (repeat ``r`` uses ``seed + r``).
 
@@ -110,10 +115,19 @@ def neuron_alignment(
             sae_codes = sae.encode(codes[cells]).numpy()
         row = {}
         for rep, X in (("raw", codes[cells].numpy()), ("sae", sae_codes)):
-            al = gw_align(
-                X, other[cells][perm], labels_a=labels, labels_b=labels[perm], true_match=true_match, epsilon=epsilon
-            )
-            row[rep] = dict(al.scores)
+            runs = [
+                gw_align(
+                    X,
+                    other[cells][perm],
+                    labels_a=labels,
+                    labels_b=labels[perm],
+                    true_match=true_match,
+                    epsilon=epsilon,
+                    start=None if s == 0 else 1000 * (seed + r) + s,
+                ).scores
+                for s in range(starts)
+            ]
+            row[rep] = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
         per_repeat.append(row)
     mean = {
         rep: {k: float(np.mean([p[rep][k] for p in per_repeat])) for k in per_repeat[0][rep]} for rep in ("raw", "sae")
@@ -124,5 +138,5 @@ def neuron_alignment(
         "per_repeat": per_repeat,
         "sae_module": sae,
         "settings": {"name": name, "modality": modality, "n": n, "repeats": repeats, "sae_width": sae_width,
-                     "sae_steps": sae_steps, "epsilon": epsilon, "seed": seed},
+                     "sae_steps": sae_steps, "epsilon": epsilon, "starts": starts, "seed": seed},
     }  # fmt: skip
