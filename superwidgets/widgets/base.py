@@ -63,6 +63,7 @@ class Array(traitlets.TraitType):  # type: ignore[type-arg]
     info_text = "a numpy array"
 
     def validate(self, obj: Any, value: Any) -> np.ndarray | None:
+        """Accept ``None`` or anything numpy reads as a numeric or boolean array; refuse the rest."""
         if value is None:
             return None
         arr = np.asarray(value)
