@@ -35,5 +35,14 @@ cells = [
     code('lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)\nlab'),
     md("The widget's state is plain Python: read it, set it, or draw it for a paper."),
     code("lab.ablated = [13]\nprint(lab.baseline, lab.edited)\nlab.to_figure();"),
+    md(
+        "## Where next\n\n"
+        "- `01-superposition.ipynb`: the toy models of superposition, retrained live in the `SuperpositionExplorer`.\n"
+        "- `02-patients.ipynb`: which nuclear measurements the hidden units carry; ablate them, watch diagnoses flip.\n"
+        "- `03-neurons.ipynb`: a polysemantic bottleneck unit on neuron images, its true factors, steering it.\n"
+        "- `04-sae.ipynb`: a sparse autoencoder pulls the superposed factors apart; the `FeatureDashboard`.\n"
+        "- `05-alignment.ipynb`: unpaired Gromov–Wasserstein alignment of image codes with another view of the "
+        "cells, raw vs SAE codes, in the `AlignmentView`."
+    ),
 ]
 write("00-tour.ipynb", cells)
