@@ -1,7 +1,8 @@
 """Science layer: SAEs and toy models of superposition (more to come: metrics, alignment)."""
 
-from . import align, geometry, metrics, sae
+from . import align, contrastive, geometry, metrics, sae
 from .align import Alignment, foscttm, gw_align, recall_at_k
+from .contrastive import TwoTower, fit_two_tower
 from .geometry import geometric_fidelity, knn_sd_ratio, ridge_r2
 from .sae import GatedSAE, JumpReLUSAE, ReLUSAE, TopKSAE, fit_sae, load_sae, load_saelens, save_sae, train_sae
 from .toy import (
@@ -25,11 +26,14 @@ __all__ = [
     "TopKSAE",
     "ToyConfig",
     "ToyModel",
+    "TwoTower",
     "align",
+    "contrastive",
     "dimensionality",
     "dims_per_feature",
     "feature_norms",
     "fit_sae",
+    "fit_two_tower",
     "foscttm",
     "geometric_fidelity",
     "geometry",
