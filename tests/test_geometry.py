@@ -85,7 +85,7 @@ def test_geometric_fidelity_dict():
         (knn_sd_ratio, (np.random.rand(10, 2), np.arange(10.0), 10), "k must be between"),
         (knn_sd_ratio, (np.full((10, 2), np.nan), np.arange(10.0)), "NaN or Inf"),
         (effective_rank, (np.ones((5, 3)),), "no spread"),
-        (effective_rank, (np.zeros((0, 3)),), "at least 2 rows"),
+        (effective_rank, (np.zeros((0, 3)),), "at least 2 points"),
         (linear_cka, (np.random.rand(10, 2), np.random.rand(9, 2)), "same points"),
         (ridge_r2, (np.random.rand(10, 2), np.arange(10.0)), None),
         (ridge_r2, (np.random.rand(10, 2), np.ones(10)), "constant"),

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .geometry import _as_matrix
+
 __all__ = [
     "Alignment",
     "distances",
@@ -155,29 +157,6 @@ class Alignment:
 
 
 # --------------------------------------------------------------------------- input checks
-def _as_points(X: Any, name: str) -> np.ndarray:
-    if hasattr(X, "detach"):
-        X = X.detach().cpu().numpy()
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (n, d); got {type(X).__name__}") from None
-    if arr.ndim != 2:
-        hint = " (a 1-D array is one feature per point: reshape it with X.reshape(-1, 1))" if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be a 2-D array (n points, d features); got shape {arr.shape}{hint}")
-    if arr.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 points to have a geometry; got {arr.shape[0]}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has no features (shape {arr.shape})")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{name} contains NaN or Inf in {rows.size} rows (first: {rows[:5].tolist()}); drop or impute them first"
-        )
-    return arr
-
-
 def _as_labels(labels: Any, n: int, name: str, points: str) -> np.ndarray | None:
     if labels is None:
         return None
@@ -369,8 +348,8 @@ def gw_align(
     _check_kwargs("gw_align", extra, _GW_ARGS)
     import ot
 
-    A = _as_points(X_a, "X_a")
-    B = _as_points(X_b, "X_b")
+    A = _as_matrix(X_a, "X_a")
+    B = _as_matrix(X_b, "X_b")
     la = _as_labels(labels_a, A.shape[0], "labels_a", "X_a")
     lb = _as_labels(labels_b, B.shape[0], "labels_b", "X_b")
     if metric not in METRICS:

@@ -24,6 +24,10 @@ __all__ = ["effective_rank", "geometric_fidelity", "knn_sd_ratio", "linear_cka",
 
 
 def _as_matrix(X: Any, name: str, min_rows: int = 2) -> np.ndarray:
+    """``X`` as a finite float64 ``(n, d)`` array (tensors accepted), or a ValueError saying what to fix.
+
+    Shared by :mod:`superwidgets.science.align`.
+    """
     if hasattr(X, "detach"):
         X = X.detach().cpu().numpy()
     try:
@@ -31,12 +35,18 @@ def _as_matrix(X: Any, name: str, min_rows: int = 2) -> np.ndarray:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a numeric array of shape (n, d); got {type(X).__name__}") from None
     if arr.ndim != 2:
-        hint = " (reshape a single feature with X.reshape(-1, 1))" if arr.ndim == 1 else ""
+        hint = " (a 1-D array is one feature per point: reshape it with X.reshape(-1, 1))" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be a 2-D array (n points, d features); got shape {arr.shape}{hint}")
-    if arr.shape[0] < min_rows or arr.shape[1] == 0:
-        raise ValueError(f"{name} needs at least {min_rows} rows and 1 column; got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or Inf; drop or impute those rows first")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} points (rows) to have a geometry; got {arr.shape[0]}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or Inf in {rows.size} rows (first: {rows[:5].tolist()}); drop or impute them first"
+        )
     return arr
 
 
