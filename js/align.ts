@@ -7,7 +7,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { schemeTableau10, interpolateViridis } from "d3-scale-chromatic";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
-import { control, Disposer, h, signed } from "./lib/dom";
+import { control, Disposer, h, rgbOf, signed } from "./lib/dom";
 import "./align.css";
 
 export interface AlignState {
@@ -275,10 +275,7 @@ export function render({ model, el }: Pick<RenderProps<AlignState>, "model" | "e
     const octx = off.getContext("2d");
     if (!octx) return;
     const img = octx.createImageData(nB, nA);
-    const lut = Array.from({ length: 256 }, (_, k) => {
-      const m = /rgb\((\d+), ?(\d+), ?(\d+)\)/.exec(interpolateViridis(k / 255));
-      return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
-    });
+    const lut = Array.from({ length: 256 }, (_, k) => rgbOf(interpolateViridis(k / 255)));
     for (let i = 0; i < T.length; i++) {
       const v = top > 0 ? Math.sqrt(T[i] / top) : 0;
       const [r, g, b] = lut[Math.min(255, Math.round(v * 255))];

@@ -1,5 +1,6 @@
 import { describe, expect, test, vi } from "vitest";
-import { control, Disposer, h, signed } from "./dom";
+import { interpolateViridis } from "d3-scale-chromatic";
+import { control, Disposer, h, rgbOf, signed } from "./dom";
 
 describe("h", () => {
   test("sets text with textContent, never parsing HTML", () => {
@@ -64,4 +65,13 @@ test("signed", () => {
   expect(signed(0.5)).toBe("+0.500");
   expect(signed(-0.5, 1)).toBe("-0.5");
   expect(signed(0, 2)).toBe(" 0.00");
+});
+
+describe("rgbOf", () => {
+  test("reads the hex colours d3's interpolators return, and rgb()", () => {
+    expect(rgbOf("#440154")).toEqual([68, 1, 84]);
+    expect(rgbOf("rgb(253, 231, 37)")).toEqual([253, 231, 37]);
+    expect(rgbOf(interpolateViridis(1))).toEqual([253, 231, 37]);
+    expect(rgbOf("teal")).toEqual([0, 0, 0]);
+  });
 });

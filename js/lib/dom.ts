@@ -87,3 +87,11 @@ export function factorRows(names: string[], r: ArrayLike<number>): HTMLElement[]
     ]),
   );
 }
+
+/** `[r, g, b]` (0–255) of a CSS colour written as `#rrggbb` or `rgb(r, g, b)` (what d3's interpolators return). */
+export function rgbOf(css: string): [number, number, number] {
+  const hex = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(css.trim());
+  if (hex) return [parseInt(hex[1], 16), parseInt(hex[2], 16), parseInt(hex[3], 16)];
+  const m = /rgb\((\d+), ?(\d+), ?(\d+)\)/.exec(css);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+}

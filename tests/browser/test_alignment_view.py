@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -43,8 +46,19 @@ def test_alignment_view_renders_and_hover_highlights_coupled_points(tour):
         assert tour.eval("align_view.error") == ""
         heat = root.locator("canvas.sw-heat")
         assert heat.get_attribute("data-rows") == "90" and heat.get_attribute("data-cols") == "90"
-        # the heatmap was painted (not blank)
-        assert len(set(heat.evaluate(PIXELS).split(","))) > 4
+        # the heatmap shows the coupling: its strongest cell is painted brighter than its weakest
+        T = np.array(tour.eval("align_view.coupling.tolist()"))[:-2, 2:]  # away from the label bands
+        hi = np.unravel_index(T.argmax(), T.shape)
+        lo = np.unravel_index(T.argmin(), T.shape)
+        bright = heat.evaluate(
+            """(c, cells) => cells.map(([i, j]) => {
+                const x = Math.floor((j + 2.5) / 90 * c.width), y = Math.floor((i + 0.5) / 90 * c.height);
+                const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
+                return d[0] + d[1] + d[2];
+            })""",
+            [[int(hi[0]), int(hi[1])], [int(lo[0]), int(lo[1])]],
+        )
+        assert bright[0] > bright[1] + 150, f"heatmap brightness at max/min coupling: {bright}"
         # confusion matrix and scores as Python has them; the hostile label is text
         counts = [int(c) for c in root.locator(".sw-confusion td").evaluate_all("cs => cs.map(c => c.dataset.count)")]
         assert counts == [v for row in tour.eval("align_view.confusion.tolist()") for v in row]
@@ -104,6 +118,9 @@ def test_alignment_view_renders_and_hover_highlights_coupled_points(tour):
         )
         new = tour.page_errors[n_errors:]
         assert not new, "uncaught exceptions in the page:\n" + "\n".join(new)
+        shot = Path(__file__).resolve().parents[2] / "test-artifacts" / "alignment.png"  # for a person to look at
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        shot.write_bytes(root.screenshot(animations="disabled"))
     finally:
         tour.delete_cell(MARKER)
         tour.execute("del align_view")

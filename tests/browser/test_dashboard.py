@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 MARKER = "dashboard"
@@ -108,6 +111,9 @@ def test_dashboard_selects_latents_by_click_and_keyboard(tour):
         assert "out of range" in root.locator(".sw-error").text_content()
         assert shown() == after_key and tour.eval("dash.selected") == order[5]
         assert root.locator(".sw-flist").get_attribute("data-lm-suppress-shortcuts") == "true"
+        shot = REPO / "test-artifacts" / "dashboard.png"  # for a person to look at (CI keeps test-artifacts/)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        shot.write_bytes(root.screenshot(animations="disabled"))
     finally:
         tour.delete_cell(MARKER)
         tour.execute("dash.lens.close()\ndel dash, dash_model, dash_data, dash_sae")
