@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.browser
 
@@ -74,6 +78,9 @@ def test_image_inputs_overlay_and_predictions_follow_edits(lab):
         assert lab.eval("img_lab.selected") == 2 and canvas.get_attribute("data-map") == "on"
         with_map = canvas.evaluate(pixels)
         assert with_map != plain
+        shot = REPO / "test-artifacts" / "featurelab-images.png"  # for a person to look at
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        shot.write_bytes(root.screenshot(animations="disabled"))
         edited_before = [float(v) for v in root.locator(".sw-pred").evaluate_all("rs => rs.map(r => r.dataset.edited)")]
         # switch channel 2 off: the overlay (an edited map) disappears and the edited prediction moves
         rev = int(root.get_attribute("data-rev"))
