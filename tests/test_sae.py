@@ -387,3 +387,14 @@ def test_sae_modules_keep_out_of_jupyter():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fit_sae_takes_activations_that_still_require_grad():
+    # activations straight out of a model forward (no torch.no_grad) are data, not part of a graph
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 8)
+    acts = torch.relu(layer(torch.randn(300, 4)))
+    assert acts.requires_grad
+    sae = fit_sae(acts, arch="gated", width=16, steps=20, progress=False)
+    assert layer.weight.grad is None  # nothing flowed back into the model
+    assert sae.encode(acts.detach()).shape == (300, 16)

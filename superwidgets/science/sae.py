@@ -999,6 +999,7 @@ def _as_acts(acts: Any) -> torch.Tensor:
         acts = torch.from_numpy(acts)
     if not isinstance(acts, torch.Tensor):
         raise TypeError(f"activations must be a tensor or array of shape (N, d), got {type(acts).__name__}")
+    acts = acts.detach()  # activations are data: never backpropagate into the model that made them
     if acts.ndim != 2 or acts.shape[0] == 0 or acts.shape[1] == 0:
         raise ValueError(
             f"activations must have shape (N, d) with N, d >= 1, got {tuple(acts.shape)}; "
