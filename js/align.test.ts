@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { coupledWeights, frameFor, nearestPoint, render, topCoupled, type AlignState } from "./align";
 import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<AlignState> {}
 
@@ -60,12 +60,7 @@ function mount(over: Partial<AlignState> = {}): void {
   cleanup = render({ model, el });
 }
 
-const $ = <E extends Element = HTMLElement>(sel: string): E => {
-  const found = el.querySelector<E>(sel);
-  if (!found) throw new Error(`no ${sel}`);
-  return found;
-};
-const $$ = <E extends Element = HTMLElement>(sel: string): E[] => Array.from(el.querySelectorAll<E>(sel));
+const { $, $$ } = queries(() => el);
 const viewId = (): string => $(".sw-align").getAttribute("data-view") ?? "";
 
 /** Move the mouse over point `i` of an embedding canvas, using the frame the view publishes. */

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { histogram, moveCursor, render, type DashboardState } from "./dashboard";
 import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<DashboardState> {}
 
@@ -79,12 +79,7 @@ function mount(over: Partial<DashboardState> = {}): void {
   cleanup = render({ model, el });
 }
 
-const $ = <E extends Element = HTMLElement>(sel: string): E => {
-  const found = el.querySelector<E>(sel);
-  if (!found) throw new Error(`no ${sel}`);
-  return found;
-};
-const $$ = <E extends Element = HTMLElement>(sel: string): E[] => Array.from(el.querySelectorAll<E>(sel));
+const { $, $$ } = queries(() => el);
 const viewId = (): string => $(".sw-dash").getAttribute("data-view") ?? "";
 const rows = (): HTMLElement[] => $$(".sw-flist .sw-frow");
 const key = (k: string): void => {

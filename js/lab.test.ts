@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { render, type LabState } from "./lab";
 import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel, type Sent } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries, type Sent } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<LabState> {}
 
@@ -73,12 +73,7 @@ function mount(over: Partial<LabState> = {}): void {
   cleanup = render({ model, el });
 }
 
-const $ = <E extends Element = HTMLElement>(sel: string): E => {
-  const found = el.querySelector<E>(sel);
-  if (!found) throw new Error(`no ${sel}`);
-  return found;
-};
-const $$ = <E extends Element = HTMLElement>(sel: string): E[] => Array.from(el.querySelectorAll<E>(sel));
+const { $, $$ } = queries(() => el);
 const viewId = (): string => $(".sw-lab").getAttribute("data-view") ?? "";
 const preds = (attr: "data-baseline" | "data-edited"): number[] => $$(".sw-pred").map((r) => Number(r.getAttribute(attr)));
 const sliders = (): HTMLInputElement[] => $$<HTMLInputElement>(".sw-slider");

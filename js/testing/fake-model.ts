@@ -74,3 +74,18 @@ export class FakeModel<S extends object> implements AnyModel<S> {
     this.sent.push({ content: content as Record<string, unknown>, callbacks, buffers: [...(buffers ?? [])] });
   }
 }
+
+/** `$` (one element, or throw) and `$$` (all elements) scoped to the element `root()` returns when called. */
+export function queries(root: () => HTMLElement): {
+  $: <E extends Element = HTMLElement>(sel: string) => E;
+  $$: <E extends Element = HTMLElement>(sel: string) => E[];
+} {
+  return {
+    $: <E extends Element = HTMLElement>(sel: string): E => {
+      const found = root().querySelector<E>(sel);
+      if (!found) throw new Error(`no ${sel}`);
+      return found;
+    },
+    $$: <E extends Element = HTMLElement>(sel: string): E[] => Array.from(root().querySelectorAll<E>(sel)),
+  };
+}
