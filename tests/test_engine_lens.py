@@ -284,3 +284,14 @@ def test_wrapper_keeps_foreign_instance_forward_and_restores_it(mlp):
         assert calls  # the foreign forward still ran under ours
     assert mlp.hidden.__dict__["forward"] is foreign
     del mlp.hidden.forward
+
+
+def test_current_lens_of_a_model():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    assert sw.Lens.current(model) is None
+    lens = sw.Lens(model)
+    assert sw.Lens.current(model) is lens
+    newer = sw.Lens(model)
+    assert sw.Lens.current(model) is newer and lens.closed
+    newer.close()
+    assert sw.Lens.current(model) is None

@@ -665,6 +665,12 @@ class Lens:
         """Remove every hook and edit. Safe to call twice."""
         self._close(replaced=False)
 
+    @staticmethod
+    def current(model: nn.Module) -> Lens | None:
+        """The open Lens on ``model``, or ``None`` (at most one is open per model; a new one replaces it)."""
+        lens = _LIVE.get(model)
+        return lens if lens is not None and not lens.closed else None
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (or a newer Lens replaced this one)."""

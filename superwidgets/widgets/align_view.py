@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 import torch
 import traitlets
 
+from ..data.inputs import as_inputs
 from ..engine import SAE, Ablate, Edit, Lens, Neurons, Steer
 from ..science.align import Alignment, gw_align, label_confusion
+from ..science.geometry import _as_matrix
 from .base import Array, WidgetBase, bundle
 
 __all__ = ["AlignmentView"]
 
 #: The live AlignmentView of each (lens, site): a new one replaces the old one's edits.
-_OWNERS: dict[tuple[int, str], weakref.ref[AlignmentView]] = {}
-
 _SCORE_KEYS = ("label_transfer_argmax", "label_transfer_barycentric", "foscttm", "recall@1", "recall@5", "recall@10")
 
 
@@ -190,12 +189,12 @@ class AlignmentView(WidgetBase):
             raise ValueError(f"max_points must be at least 2; got {max_points}")
         self._settings = {"metric": metric, "normalize": normalize}
         self._lens, self._site, self._sae = lens, site, sae
-        B = _points(X_b, "X_b")
+        B = _as_matrix(X_b, "X_b")
         if live:
             self._X = _inputs(inputs)
             n_a = int(self._X.shape[0])
         else:
-            A_full = _points(X_a, "X_a")
+            A_full = _as_matrix(X_a, "X_a")
             n_a = A_full.shape[0]
         la = _labels(labels_a, n_a, "labels_a", "A")
         lb = _labels(labels_b, B.shape[0], "labels_b", "B")
@@ -229,10 +228,9 @@ class AlignmentView(WidgetBase):
         finally:
             self._quiet = False
         self._edits: list[Edit] = []
-        self._replaced = False
         if live:
             assert lens is not None and site is not None
-            self._replace_previous()
+            self._replace_previous(lens, site)
             self._A0 = self._represent(edited=False)
             width = self._width
             self._ablate_edit = lens.edit(
@@ -283,7 +281,7 @@ class AlignmentView(WidgetBase):
     @property
     def edits(self) -> list[Edit]:
         """The view's own edits on the lens (ablation, steering); empty for point clouds."""
-        return list(self._edits)
+        return [] if self._replaced else list(self._edits)  # a replaced view's edits left the lens
 
     def ablate(self, feature: int | list[int], on: bool = True) -> None:
         """Zero-ablate one or more features of A (``on=False`` restores them), re-encode and re-align.
@@ -407,8 +405,7 @@ class AlignmentView(WidgetBase):
 
     def _apply(self, ablated: Any, steer_feature: Any, steer_alpha: Any, epsilon: Any) -> None:
         """Validate, re-encode (live), re-align, then write every result (nothing changes on failure)."""
-        if self._replaced:
-            raise RuntimeError("a newer AlignmentView on this lens and site replaced this one; use the newer view")
+        self._check_current()
         try:
             eps = float(epsilon)
         except (TypeError, ValueError):
@@ -520,20 +517,6 @@ class AlignmentView(WidgetBase):
             raise ValueError("the edited representation contains NaN or Inf; use a smaller steering amount")
         return A
 
-    def _replace_previous(self) -> None:
-        key = (id(self._lens), str(self._site))
-        ref = _OWNERS.get(key)
-        prev = ref() if ref is not None else None
-        if prev is not None and prev is not self:
-            prev._replaced = True
-            for e in prev._edits:
-                self._lens.remove(e)  # type: ignore[union-attr]
-            prev._edits = []
-            with prev.hold_sync():
-                prev.error = "a newer AlignmentView on this lens and site replaced this one; use the newer view"
-                prev.rev += 1
-        _OWNERS[key] = weakref.ref(self)
-
 
 # --------------------------------------------------------------------------- helpers
 class _Pca:
@@ -554,21 +537,8 @@ class _Pca:
         return ((X - self.mean) @ self.comps.T).astype(np.float32)
 
 
-def _points(X: Any, name: str) -> np.ndarray:
-    if hasattr(X, "detach"):
-        X = X.detach().cpu().numpy()
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be a 2-D array (n >= 2 points, d >= 1 features); got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or Inf; drop or impute those rows first")
-    return arr
-
-
 def _inputs(inputs: Any) -> torch.Tensor:
-    if hasattr(inputs, "images") and hasattr(inputs, "factors"):  # a NeuronWorld
-        inputs = inputs.images
-    X = torch.as_tensor(np.asarray(inputs, dtype=np.float32)) if not isinstance(inputs, torch.Tensor) else inputs
+    X = as_inputs(inputs)[0]
     if X.ndim < 2 or X.shape[0] < 2:
         raise ValueError(f"inputs must have shape (n, ...) with n >= 2; got {tuple(X.shape)}")
     return X

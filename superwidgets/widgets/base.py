@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,10 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+#: The widget that owns the edits at each (widget class, lens, site): building a new one replaces the old.
+_OWNERS: dict[tuple[str, int, str], weakref.ref[WidgetBase]] = {}
+
+
 class WidgetBase(anywidget.AnyWidget):
     """Base of superwidgets widgets: an error area, a render revision, request dispatch.
 
@@ -121,6 +126,41 @@ class WidgetBase(anywidget.AnyWidget):
         if not hasattr(self._tls, "quiet"):
             self._tls.quiet = {}
         self._tls.quiet[id(self)] = value
+
+    #: Set when a newer widget of the same class took over this one's lens and site.
+    _replaced = False
+
+    @property
+    def edits(self) -> list[Any]:
+        """The widget's own edits on its lens (none by default)."""
+        return []
+
+    def _replace_previous(self, lens: Any, site: str) -> None:
+        """Own this widget's edits at ``(lens, site)``: an older widget of the same class there loses its edits.
+
+        Re-running a notebook cell then replaces the old widget's edits instead of stacking them; the
+        old widget says so in its error area and refuses further changes (:meth:`_check_current`).
+        """
+        key = (type(self).__name__, id(lens), str(site))
+        ref = _OWNERS.get(key)
+        prev = ref() if ref is not None else None
+        if prev is not None and prev is not self:
+            for e in prev.edits:
+                lens.remove(e)
+            prev._replaced = True
+            with prev.hold_sync():
+                prev.error = prev._replaced_message()
+                prev.rev += 1
+        _OWNERS[key] = weakref.ref(self)
+
+    def _replaced_message(self) -> str:
+        name = type(self).__name__
+        return f"a newer {name} on this lens and site replaced this one; use the newer {name}"
+
+    def _check_current(self) -> None:
+        """Raise if a newer widget replaced this one (see :meth:`_replace_previous`)."""
+        if self._replaced:
+            raise RuntimeError(self._replaced_message())
 
     def _handle(self, kind: str, fn: Callable[[dict[str, Any], list[Any]], None]) -> None:
         self._handlers[kind] = fn

@@ -10,10 +10,11 @@ import torch
 import traitlets
 from torch import nn
 
+from ..data.inputs import as_inputs as _inputs
 from ..engine import SAE, Ablate, Lens, Steer
-from ..engine.lens import _LIVE
+from ._shared import _corr, _ground_truth, _raw_table, _thumbnails
 from .base import Array, WidgetBase, bundle
-from .lab import FeatureLab, _corr, _ground_truth, _inputs, _raw_table, _thumbnails
+from .lab import FeatureLab
 
 __all__ = ["FeatureDashboard"]
 
@@ -257,8 +258,7 @@ class FeatureDashboard(WidgetBase):
         if isinstance(model, Lens):
             lens = model
         elif isinstance(model, nn.Module):
-            live = _LIVE.get(model)
-            lens = live if live is not None and not live.closed else Lens(model)
+            lens = Lens.current(model) or Lens(model)
         else:
             raise TypeError(f"FeatureDashboard needs a torch model or a superwidgets Lens, got {type(model).__name__}")
         if readout not in _READOUTS:
