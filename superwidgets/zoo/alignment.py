@@ -9,8 +9,10 @@ synthetic neuron world, where the true pairing is known and the alignment can be
   trained on the train cells' codes;
 * modality B, shuffled: the same cells' morphometry record columns
   (:data:`~superwidgets.data.neurons.MORPHOMETRY_COLUMNS`, standardised; ``modality="morphometry"``),
-  or their true values of the factors the images show (:data:`~superwidgets.data.neurons.IMAGE_FACTORS`;
-  ``modality="factors"``: how faithful the codes' geometry is to the ground truth);
+  their true values of the factors the images show (:data:`~superwidgets.data.neurons.IMAGE_FACTORS`;
+  ``modality="factors"``: how faithful the codes' geometry is to the ground truth), or their expression
+  profiles (``modality="expression"``: library-size normalised, ``log1p``, standardised and reduced to
+  :data:`EXPRESSION_COMPONENTS` principal components fitted on the train cells — the study's pairing);
 * scores: label transfer of each cell's dominant true factor (argmax and barycentric), FOSCTTM
   and Recall@k against the hidden true pairing.
 """
@@ -22,10 +24,52 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MODALITIES", "dominant_factor", "neuron_alignment"]
+__all__ = ["EXPRESSION_COMPONENTS", "MODALITIES", "dominant_factor", "expression_features", "neuron_alignment"]
 
 #: What modality B can be (see the module docstring).
-MODALITIES = ("morphometry", "factors")
+MODALITIES = ("morphometry", "factors", "expression")
+#: Principal components kept of the expression profiles.
+EXPRESSION_COMPONENTS = 30
+
+
+def expression_features(counts: np.ndarray, fit_rows: np.ndarray | None = None, n_components: int = 30) -> np.ndarray:
+    """The usual single-cell preprocessing of count profiles: normalise, ``log1p``, standardise, PCA.
+
+    Each cell's counts are scaled to the median library size, ``log1p``-transformed, each gene
+    standardised, and the result projected on the top ``n_components`` principal axes; the means,
+    scales and axes are fitted on ``fit_rows`` only (e.g. the train cells), so held-out cells are
+    transformed, never fitted.
+
+    Parameters
+    ----------
+    counts : array, shape (n, genes)
+        Non-negative counts (``world.expression``).
+    fit_rows : array of int, optional
+        Rows to fit the normalisation and the axes on; all rows when omitted.
+    n_components : int
+        Principal components kept (at most the number of genes).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n_components), float32
+
+    Raises
+    ------
+    ValueError
+        Counts that are not a 2-D, finite, non-negative array, or ``n_components`` out of range.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 2 or not np.isfinite(c).all() or (c < 0).any():
+        raise ValueError(f"counts must be a 2-D array of finite non-negative numbers; got shape {c.shape}")
+    if not 1 <= int(n_components) <= c.shape[1]:
+        raise ValueError(f"n_components must be between 1 and the number of genes ({c.shape[1]}); got {n_components}")
+    rows = np.arange(len(c)) if fit_rows is None else np.asarray(fit_rows)
+    lib = c.sum(1, keepdims=True)
+    logged = np.log1p(c / np.maximum(lib, 1.0) * np.median(lib[rows]))
+    mu, sd = logged[rows].mean(0), logged[rows].std(0)
+    z = (logged - mu) / np.where(sd > 0, sd, 1.0)
+    axes = np.linalg.svd(z[rows], full_matrices=False)[2][: int(n_components)]
+    return (z @ axes.T).astype(np.float32)
 
 
 def dominant_factor(factors: np.ndarray) -> np.ndarray:
@@ -62,8 +106,9 @@ def neuron_alignment(
     ----------
     name : str
         A neuron CNN of the zoo (``"neuron-cnn-narrow"`` or ``"neuron-cnn-wide"``).
-    modality : {"morphometry", "factors"}
-        Modality B: the cells' standardised morphometry columns, or their true image factors.
+    modality : {"morphometry", "factors", "expression"}
+        Modality B: the cells' standardised morphometry columns, their true image factors, or their
+        preprocessed expression profiles (:func:`expression_features`, fitted on the train cells).
     n : int
         Test cells per repeat (drawn without replacement, seeded).
     repeats : int
@@ -102,6 +147,8 @@ def neuron_alignment(
     sae = fit_sae(codes[train], arch="gated", width=sae_width, steps=sae_steps, seed=seed, progress=False)
     if modality == "morphometry":
         other = world.records.X[:, [world.records.feature_names.index(c) for c in MORPHOMETRY_COLUMNS]].numpy()
+    elif modality == "expression":
+        other = expression_features(world.expression, train, EXPRESSION_COMPONENTS)
     else:
         other = world.factors[:, [world.factor_names.index(f) for f in IMAGE_FACTORS]]
     per_repeat = []
