@@ -21,6 +21,9 @@ export interface ExplorerState {
   weight_decay: number;
   relu: boolean;
   n_instances: number;
+  replicas: number;
+  replica: number;
+  replica_losses: WireArray | null;
   W: WireArray | null;
   b: WireArray | null;
   WtW: WireArray | null;
@@ -95,9 +98,13 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
   d.add(() => root.remove());
 
   // ---- knobs
+  // only the knobs the user changed since the last send: a rejected value in one knob must not ride
+  // along with every later change of another
+  const dirty = new Set<Knob>();
   const send = (): void => {
     const content: Record<string, unknown> = { type: "settings", seq: ++seq, origin: "" };
-    for (const k of list) content[k.key] = k.read();
+    for (const k of dirty) content[k.key] = k.read();
+    dirty.clear();
     model.send(content);
   };
   const debounced = (): void => {
@@ -140,6 +147,7 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     slider("importance_decay", "importance decay", 0.5, 1, 0.01, (v) => v, (u) => u, (v) => `I_i = ${v.toFixed(2)}^i`),
     slider("weight_decay", "weight decay (negative = growth)", -0.1, 0.1, 0.005, (v) => v, (u) => u, (v) => `wd ${v.toFixed(3)}`),
     { key: "relu", input: relu, out: h("span"), read: () => relu.checked, show: (v) => (relu.checked = Boolean(v)) },
+    num("replicas", "random starts of the detailed model (the best is shown)", 1, 8),
   ];
   const labels: Record<string, string> = {
     n_features: "n",
@@ -148,11 +156,13 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     importance_decay: "importance",
     weight_decay: "weight decay",
     relu: "ReLU",
+    replicas: "best of",
   };
   for (const k of list) {
     knobs.appendChild(h("label", { class: "sw-knob" }, undefined, [h("span", {}, labels[k.key as string]), k.input, k.out]));
     d.listen(k.input, k.input.type === "range" ? "input" : "change", () => {
       if (k.input.type === "range") k.show(k.read());
+      dirty.add(k);
       debounced();
     });
   }
@@ -259,6 +269,15 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     dstarBox.replaceChildren(svg);
   }
 
+  function statusText(): string {
+    const loss = model.get("loss").toExponential(2);
+    if (model.get("training")) return `training… loss ${loss}`;
+    const losses = arr("replica_losses");
+    if (losses.length < 2) return `trained · loss ${loss}`;
+    const worst = Math.max(...Array.from(losses)).toExponential(2);
+    return `trained · loss ${loss} · best of ${losses.length} starts (start ${model.get("replica") + 1}; worst ${worst})`;
+  }
+
   function renderAll(): void {
     const err = model.get("error");
     error.textContent = err;
@@ -266,7 +285,7 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     const p = model.get("progress");
     bar.style.width = `${(p * 100).toFixed(0)}%`;
     progress.setAttribute("aria-valuenow", String(Math.round(p * 100)));
-    status.textContent = model.get("training") ? `training… loss ${model.get("loss").toExponential(2)}` : `trained · loss ${model.get("loss").toExponential(2)}`;
+    status.textContent = statusText();
     root.classList.toggle("sw-busy", model.get("training"));
     showKnobs();
     drawHeat();

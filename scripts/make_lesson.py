@@ -26,9 +26,16 @@ cells = [
     md(
         "**Step 2 — sparser (`1 − S ≈ 0.2`).** Drag the density slider, or run the cell. Four features appear, "
         "in two *antipodal pairs*: feature `i` and `j` share one axis with opposite signs. Each gets half a "
-        "dimension, `D_i ≈ 1/2`. The ReLU and a negative bias filter out the small interference."
+        "dimension, `D_i ≈ 1/2`. The ReLU and a negative bias filter out the small interference.\n\n"
+        "Training is not guaranteed to find this: a single run can settle in a local minimum (the wrong four "
+        "features, or a distorted pentagon). The explorer trains the model from several random starts "
+        "(the *best of* knob, default 3) and shows the one with the lowest loss on held-out data; "
+        "`ex.replica_losses` lists them all."
     ),
-    code("ex.density = 0.2\nex.wait()\nprint('norms', ex.norms.round(2))\nprint('D_i  ', ex.dims.round(2))"),
+    code(
+        "ex.density = 0.2\nex.wait()\nprint('norms', ex.norms.round(2))\nprint('D_i  ', ex.dims.round(2))\n"
+        "print('held-out loss of each start', ex.replica_losses.round(4), '-> showing start', ex.replica + 1)"
+    ),
     md(
         "**Step 3 — very sparse (`1 − S ≈ 0.03`).** All five features are stored as a *pentagon*: five directions in "
         "a plane, each with `D_i ≈ 2/5`. The network now holds more features than it has dimensions: this is "

@@ -86,3 +86,26 @@ def test_to_figure(pentagon):
     fig = pentagon.to_figure()
     assert len(fig.axes) == 4
     assert len(fig.axes[2].patches) == 5  # one arrow per feature for m = 2
+
+
+def test_best_of_replicas_shows_the_lowest_held_out_loss():
+    # At 1 − S = 0.2 a single run often settles in a local minimum; the explorer trains several
+    # replicas of the detailed model together and shows the one with the lowest held-out loss.
+    e = sw.SuperpositionExplorer(n_features=5, n_hidden=2, density=0.2, replicas=6, background=False)
+    assert e.replica_losses.shape == (6,)
+    assert e.replica == int(np.argmin(e.replica_losses))
+    assert e.loss == pytest.approx(float(e.replica_losses.min()))
+    assert e.densities.shape == e.dstar.shape == (8,)  # one point for the chosen density, 7 for the sweep
+    np.testing.assert_allclose(e.W, e.model.W[e.replica].detach().numpy(), atol=1e-6)
+    spread = e.replica_losses.max() / e.replica_losses.min()
+    print(f"held-out losses of 6 replicas: {np.round(e.replica_losses, 5).tolist()} (worst/best {spread:.2f})")
+    # the best replica is the known optimum at this sparsity: two antipodal pairs (D_i = 1/2) ...
+    assert (e.norms > 0.5).sum() == 4
+    assert np.sort(e.dims)[1:] == pytest.approx([0.5] * 4, abs=0.05)
+    # ... and ablation reads the shown replica
+    e.ablate(int(np.argmax(e.norms)))
+    assert e.interference.max() > 0
+    single = sw.SuperpositionExplorer(n_features=5, n_hidden=2, density=0.2, replicas=1, background=False)
+    assert single.replica == 0 and single.replica_losses.shape == (1,)
+    with pytest.raises(ValueError, match="replicas must be between 1 and 8"):
+        single.replicas = 9

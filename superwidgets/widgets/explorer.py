@@ -14,7 +14,9 @@ from .base import Array, WidgetBase, bundle
 __all__ = ["SuperpositionExplorer"]
 
 #: Limits that keep a retrain interactive on a laptop CPU.
-LIMITS = {"n_features": (2, 200), "n_hidden": (1, 64), "n_instances": (2, 16)}
+LIMITS = {"n_features": (2, 200), "n_hidden": (1, 64), "n_instances": (2, 16), "replicas": (1, 8)}
+#: Samples of the held-out batch that picks the best replica.
+HELD_OUT = 4096
 
 
 class SuperpositionExplorer(WidgetBase):
@@ -32,6 +34,11 @@ class SuperpositionExplorer(WidgetBase):
     fractions 1, 3/4, 2/3, 1/2, 2/5, 3/8; dimensions per feature
     ``D* = m / ‖W‖_F²`` against ``1/(1−S)`` across instances. Click a feature to
     ablate it in the hidden layer and see which reconstructions suffer.
+
+    A single run can land in a local minimum (at ``1 − S ≈ 0.2`` about half the
+    time), so the detailed model is trained ``replicas`` times from different
+    random starts, in the same batch, and the replica with the lowest loss on
+    a held-out batch is shown (``replica_losses`` lists them all).
 
     Training runs in a background thread and streams partial views; a newer
     setting cancels an older run. Every change goes through the error area:
@@ -52,7 +59,9 @@ class SuperpositionExplorer(WidgetBase):
     relu : bool
         ReLU output (superposition possible) or linear (it is not).
     n_instances : int
-        Models trained at once (the chosen density plus a sweep).
+        Models in the view: the chosen density plus ``n_instances - 1`` in a sweep.
+    replicas : int
+        Random starts of the detailed model (best of them shown), 1–8.
     steps : int, optional
         Training steps (default: the science layer's default).
     seed : int
@@ -84,7 +93,16 @@ class SuperpositionExplorer(WidgetBase):
     """bool: ReLU reconstruction (True) or linear (False). Default True."""
 
     n_instances = traitlets.Int(8).tag(sync=True)
-    """int: Models trained at once (chosen density + a sweep). Default 8."""
+    """int: Models in the view (chosen density + a sweep of ``n_instances - 1``). Default 8."""
+
+    replicas = traitlets.Int(3).tag(sync=True)
+    """int: Random starts of the detailed model, trained together; the lowest held-out loss is shown. Default 3."""
+
+    replica = traitlets.Int(0).tag(sync=True)
+    """int: The replica shown (lowest held-out loss; while training, lowest current loss). Default 0."""
+
+    replica_losses = Array()
+    """ndarray float32 (replicas,): Held-out loss of each replica of the detailed model (after training)."""
 
     W = Array()
     """ndarray float32 (m, n): Weights of the detailed model."""
@@ -135,6 +153,7 @@ class SuperpositionExplorer(WidgetBase):
         weight_decay: float = 0.0,
         relu: bool = True,
         n_instances: int = 8,
+        replicas: int = 3,
         steps: int | None = None,
         seed: int = 0,
         background: bool = True,
@@ -148,6 +167,7 @@ class SuperpositionExplorer(WidgetBase):
         self._thread: threading.Thread | None = None
         self._model: Any = None
         self._config: Any = None
+        self._k = 1
         settings = {
             "n_features": n_features,
             "n_hidden": n_hidden,
@@ -156,6 +176,7 @@ class SuperpositionExplorer(WidgetBase):
             "weight_decay": weight_decay,
             "relu": relu,
             "n_instances": n_instances,
+            "replicas": replicas,
         }
         clean = self._validate(settings)
         self._quiet = True
@@ -171,7 +192,11 @@ class SuperpositionExplorer(WidgetBase):
     # ---------------------------------------------------------------- public
     @property
     def model(self) -> Any:
-        """The last trained :class:`superwidgets.science.ToyModel` (all instances)."""
+        """The last trained :class:`superwidgets.science.ToyModel`.
+
+        Instances ``0 .. replicas - 1`` are the replicas of the detailed model (``replica`` is
+        the one shown), the rest the density sweep.
+        """
         return self._model
 
     def wait(self, timeout: float | None = None) -> None:
@@ -242,7 +267,9 @@ class SuperpositionExplorer(WidgetBase):
     def _on_ablate(self, content: dict[str, Any], _buffers: list[Any]) -> None:
         self._set_ablated(content.get("feature", -1))
 
-    @traitlets.observe("n_features", "n_hidden", "density", "importance_decay", "weight_decay", "relu", "n_instances")
+    @traitlets.observe(
+        "n_features", "n_hidden", "density", "importance_decay", "weight_decay", "relu", "n_instances", "replicas"
+    )
     def _on_python_change(self, change: dict[str, Any]) -> None:
         def apply() -> None:
             settings = self._settings()
@@ -261,6 +288,7 @@ class SuperpositionExplorer(WidgetBase):
             "weight_decay": self.weight_decay,
             "relu": self.relu,
             "n_instances": self.n_instances,
+            "replicas": self.replicas,
         }
 
     @staticmethod
@@ -295,11 +323,11 @@ class SuperpositionExplorer(WidgetBase):
         from ..science.toy import ToyConfig
 
         sweep = np.logspace(0, -2.3, s["n_instances"] - 1)
-        densities = [s["density"], *sweep.tolist()]
+        densities = [s["density"]] * s["replicas"] + sweep.tolist()
         kwargs: dict[str, Any] = {
             "n_features": s["n_features"],
             "n_hidden": s["n_hidden"],
-            "n_instances": s["n_instances"],
+            "n_instances": len(densities),
             "feature_probability": densities,
             "importance": s["importance_decay"],
             "relu": s["relu"],
@@ -318,11 +346,13 @@ class SuperpositionExplorer(WidgetBase):
         if publish:
             with self._publish():
                 self.training, self.progress = True, 0.0
+                self.replica_losses = np.zeros(0, np.float32)
         else:
             self.training, self.progress = True, 0.0
+            self.replica_losses = np.zeros(0, np.float32)
 
         def job() -> None:
-            self._train(config, gen)
+            self._train(config, s["replicas"], gen)
 
         if self._background:
             t = threading.Thread(target=job, name="superwidgets-toy", daemon=True)
@@ -331,15 +361,15 @@ class SuperpositionExplorer(WidgetBase):
         else:
             job()
 
-    def _train(self, config: Any, gen: int) -> None:
-        from ..science.toy import train_toy
+    def _train(self, config: Any, k: int, gen: int) -> None:
+        from ..science.toy import sample_batch, train_toy
 
         def stale() -> bool:
             return self._gen != gen
 
         def progress(step: int, total: int, model: Any, loss: Any) -> None:
             if not stale():
-                self._show(config, model, step / max(1, total), float(torch.as_tensor(loss).reshape(-1)[0]), gen)
+                self._show(config, k, model, step / max(1, total), torch.as_tensor(loss).reshape(-1).float(), gen)
 
         try:
             model = train_toy(config, progress=progress, should_stop=stale)
@@ -352,33 +382,41 @@ class SuperpositionExplorer(WidgetBase):
             return
         if stale():
             return
-        self._model, self._config = model, config
-        self._show(config, model, 1.0, None, gen)
+        gen_eval = torch.Generator().manual_seed(self._seed + 2)
+        with torch.no_grad():
+            held_out = model.loss(sample_batch(config, HELD_OUT, gen_eval)).float()
+        self._model, self._config, self._k = model, config, k
+        self._show(config, k, model, 1.0, held_out, gen)
 
-    def _show(self, config: Any, model: Any, progress: float, loss: float | None, gen: int) -> None:
+    def _show(self, config: Any, k: int, model: Any, progress: float, losses: torch.Tensor, gen: int) -> None:
+        """Publish the best of the ``k`` replicas by ``losses`` (current batch, or held out when done)."""
         from ..science import toy
 
+        r = int(torch.argmin(losses[:k]))
+        keep = [r, *range(k, config.n_instances)]
         with torch.no_grad():
             W = model.W.detach().float()
             norms = toy.feature_norms(W)
             sup = toy.superposition(W)
             dims = toy.dimensionality(W)
             dstar = toy.dims_per_feature(W)
-        w0 = W[0].cpu().numpy()
+        w0 = W[r].cpu().numpy()
         with self._lock:
             if self._gen != gen:
                 return
             with self._publish():
+                self.replica = r
                 self.W = w0
-                self.b = model.b_final[0].detach().float().cpu().numpy()
+                self.b = model.b_final[r].detach().float().cpu().numpy()
                 self.WtW = w0.T @ w0
-                self.norms = norms[0].cpu().numpy()
-                self.superpos = sup[0].cpu().numpy()
-                self.dims = dims[0].cpu().numpy()
-                self.densities = np.asarray(config.feature_probability, dtype=np.float32)
-                self.dstar = dstar.cpu().numpy()
-                if loss is not None:
-                    self.loss = loss
+                self.norms = norms[r].cpu().numpy()
+                self.superpos = sup[r].cpu().numpy()
+                self.dims = dims[r].cpu().numpy()
+                self.densities = np.asarray(config.feature_probability, dtype=np.float32)[keep]
+                self.dstar = dstar[keep].cpu().numpy()
+                self.loss = float(losses[r])
+                if progress >= 1.0:
+                    self.replica_losses = losses[:k].cpu().numpy().astype(np.float32)
                 self.progress = float(progress)
                 self.training = progress < 1.0
                 if progress >= 1.0:
@@ -408,4 +446,4 @@ class SuperpositionExplorer(WidgetBase):
         x = toy.sample_batch(self._config, 2048, gen)
         with torch.no_grad():
             inc = toy.interference(self._model, x, int(self.ablated))
-        self.interference = torch.as_tensor(inc)[0].float().cpu().numpy()
+        self.interference = torch.as_tensor(inc)[int(self.replica)].float().cpu().numpy()

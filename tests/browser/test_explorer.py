@@ -60,6 +60,29 @@ def test_explorer_retrains_ablates_and_reports_errors(lab):
         assert lab.eval("ex.ablated") == 1
         assert lab.eval("float(ex.interference[1])") > 0
 
+        # "best of" 4 random starts: Python trains 4 replicas and the status names the one shown
+        rev = int(root.get_attribute("data-rev"))
+        best_of = root.locator("input.sw-knob-replicas")
+        best_of.fill("4")
+        best_of.dispatch_event("change")
+        page.wait_for_function(
+            "([sel, rev]) => { const r = document.querySelector(sel); return r && Number(r.dataset.rev) > rev }",
+            arg=[f'[data-sw-test="{marker}"] .sw-explorer', rev],
+        )
+        lab.execute("ex.wait(120)")
+        assert lab.eval("ex.replicas") == 4
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel)?.textContent.includes('best of 4 starts')",
+            arg=f'[data-sw-test="{marker}"] .sw-status',
+            timeout=60_000,
+        )
+        shown = lab.eval("[ex.replica, int(ex.replica_losses.argmin()), len(ex.replica_losses)]")
+        assert shown[0] == shown[1] and shown[2] == 4
+        assert f"(start {shown[0] + 1};" in root.locator(".sw-status").text_content()
+        page.wait_for_timeout(200)
+        sparse = norms()
+        assert sparse == pytest.approx(lab.eval("ex.norms.tolist()"), abs=1e-5)
+
         # a bad value typed into m shows in the error area; the model stays
         m_input = root.locator("input.sw-knob-n_hidden")
         m_input.fill("500")

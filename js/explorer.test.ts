@@ -1,0 +1,101 @@
+import { afterEach, beforeEach, expect, test, vi } from "vitest";
+import { render, type ExplorerState } from "./explorer";
+import type { WireArray } from "./lib/codec";
+import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
+
+class FakeModel extends BaseFakeModel<ExplorerState> {}
+
+function wire(values: number[], shape: number[] = [values.length]): WireArray {
+  const view = new DataView(new ArrayBuffer(values.length * 4));
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  return { view, dtype: "float32", shape };
+}
+
+function state(over: Partial<ExplorerState> = {}): ExplorerState {
+  return {
+    n_features: 3,
+    n_hidden: 2,
+    density: 0.2,
+    importance_decay: 0.9,
+    weight_decay: 0,
+    relu: true,
+    n_instances: 4,
+    replicas: 3,
+    replica: 1,
+    replica_losses: wire([0.07, 0.05, 0.06]),
+    W: wire([1, 0, -1, 0, 1, 0], [2, 3]),
+    b: wire([0, 0, 0]),
+    WtW: wire([1, 0, -1, 0, 1, 0, -1, 0, 1], [3, 3]),
+    norms: wire([1, 1, 1]),
+    superpos: wire([1, 0, 1]),
+    dims: wire([0.5, 1, 0.5]),
+    densities: wire([0.2, 1, 0.1, 0.01]),
+    dstar: wire([0.7, 1, 0.5, 0.4]),
+    interference: wire([0, 0, 0]),
+    loss: 0.05,
+    progress: 1,
+    training: false,
+    ablated: -1,
+    error: "",
+    rev: 1,
+    seq: 0,
+    origin: "",
+    ...over,
+  };
+}
+
+let el: HTMLElement;
+let cleanup: () => void;
+let model: FakeModel;
+const { $ } = queries(() => el);
+
+beforeEach(() => {
+  el = document.createElement("div");
+  document.body.appendChild(el);
+  vi.useFakeTimers();
+});
+
+afterEach(() => {
+  cleanup?.();
+  el.remove();
+  vi.useRealTimers();
+});
+
+test("the status says which of the replicas is shown and how far the worst one was", () => {
+  model = new FakeModel(state());
+  cleanup = render({ model, el });
+  expect($(".sw-status").textContent).toBe("trained · loss 5.00e-2 · best of 3 starts (start 2; worst 7.00e-2)");
+  model.update({ replica_losses: wire([0.05]), replicas: 1, replica: 0, rev: 2 });
+  expect($(".sw-status").textContent).toBe("trained · loss 5.00e-2");
+  model.update({ training: true, replica_losses: wire([]), rev: 3 });
+  expect($(".sw-status").textContent).toBe("training… loss 5.00e-2");
+});
+
+test("knobs send only what changed, debounced into one message", () => {
+  model = new FakeModel(state());
+  cleanup = render({ model, el });
+  const knob = $<HTMLInputElement>("input.sw-knob-replicas");
+  expect(knob.value).toBe("3");
+  knob.value = "5";
+  knob.dispatchEvent(new Event("change"));
+  vi.advanceTimersByTime(200);
+  expect(model.sent).toHaveLength(1);
+  expect(model.sent[0].content).toEqual({ type: "settings", seq: 1, origin: "", replicas: 5 });
+  // a rejected value typed into another knob is not re-sent with later changes
+  const m = $<HTMLInputElement>("input.sw-knob-n_hidden");
+  m.value = "500";
+  m.dispatchEvent(new Event("change"));
+  vi.advanceTimersByTime(200);
+  expect(model.sent[1].content).toMatchObject({ n_hidden: 500 });
+  const density = $<HTMLInputElement>("input.sw-knob-density");
+  density.value = "-1";
+  density.dispatchEvent(new Event("input"));
+  knob.value = "2";
+  knob.dispatchEvent(new Event("change"));
+  vi.advanceTimersByTime(200);
+  expect(model.sent).toHaveLength(3); // both changes in one debounced message
+  expect(model.sent[2].content).toEqual({ type: "settings", seq: 3, origin: "", density: expect.closeTo(0.1, 5), replicas: 2 });
+  cleanup();
+  expect(model.listenerCount()).toBe(0);
+  cleanup = () => undefined;
+});
