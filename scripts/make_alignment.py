@@ -25,14 +25,16 @@ cells = [
         "`neuron_alignment` encodes held-out cells with the CNN (6-dimensional bottleneck: 8 factors "
         "in superposition), trains a Gated SAE on the train cells' codes, and aligns each representation "
         "with another view of the same cells, shuffled: their true image factors (how faithful the codes' "
-        "geometry is) or their standardised morphometry (a measured second modality). Scores: label transfer "
+        "geometry is), their standardised morphometry (a measured second modality) or their expression "
+        "profiles (normalised, log1p, 30 principal components: the study's pairing; in this world the counts are "
+        "too noisy and it stays near chance for every code). Scores: label transfer "
         "of each cell's dominant true factor (barycentric), FOSCTTM (fraction of cells closer than the true "
         "partner; 0 = perfect, 0.5 = chance) and recall@10."
     ),
     code(
         "keys = [\"label_transfer_barycentric\", \"foscttm\", \"recall@10\"]\n"
         "print(f\"{'':24s}\" + \"\".join(f\"{k:>28s}\" for k in keys))\n"
-        "for modality in (\"factors\", \"morphometry\"):\n"
+        "for modality in (\"factors\", \"morphometry\", \"expression\"):\n"
         "    res = neuron_alignment(\"neuron-cnn-narrow\", modality=modality, n=400, repeats=1, sae_steps=2000)\n"
         "    for rep in (\"raw\", \"sae\"):\n"
         "        print(f\"{modality:12s} {rep:11s}\" + \"\".join(f\"{res[rep][k]:28.3f}\" for k in keys))\n"

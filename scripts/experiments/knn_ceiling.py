@@ -39,10 +39,10 @@ def main() -> None:
             z = enc(f)
             rec = torch.relu(dec(z))
         r2 = 1 - ((rec[test] - f[test]) ** 2).sum(0) / ((f[test] - f[test].mean(0)) ** 2).sum(0)
+        knn_z, knn_rec = geometry.knn_sd_ratio(z[test].numpy(), y), geometry.knn_sd_ratio(rec[test].numpy(), y)
         line = (
             f"m = {m:2d}: factors decoded at R² > 0.5: {int((r2 > 0.5).sum()):2d}; kNN SD ratio: bottleneck "
-            f"{geometry.knn_sd_ratio(z[test].numpy(), y):.3f}, reconstruction {geometry.knn_sd_ratio(rec[test].numpy(), y):.3f}"
-            f" (CKA {geometry.linear_cka(z[test].numpy(), truth):.3f})"
+            f"{knn_z:.3f}, reconstruction {knn_rec:.3f} (CKA {geometry.linear_cka(z[test].numpy(), truth):.3f})"
         )
         for seed in (0, 1):
             sae = fit_sae(z[train], arch="gated", width=32, steps=3000, seed=seed, progress=False)

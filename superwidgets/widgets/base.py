@@ -135,6 +135,42 @@ class WidgetBase(anywidget.AnyWidget):
         """The widget's own edits on its lens (none by default)."""
         return []
 
+    def to_html(self, path: str | Path | None = None, *, title: str | None = None) -> str:
+        """A static snapshot of the view as one self-contained HTML file (no kernel, no network).
+
+        The file holds the widget's current synced state, its view bundle and stylesheet, and
+        renders the same view you see in the notebook — to share a finding by e-mail, in a
+        paper's supplement or on a static site. Controls that need Python do nothing there;
+        touching one highlights a note saying so. Re-save after changing the widget.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            Where to write the file (UTF-8); parent folders must exist. Omit to only get the text.
+        title : str, optional
+            The page title; default: the widget's class name.
+
+        Returns
+        -------
+        str
+            The HTML text (also written to ``path`` when given).
+
+        Examples
+        --------
+        >>> lab.to_html("patient-38-unit-13-off.html")  # doctest: +SKIP
+        """
+        from .snapshot import snapshot_html
+
+        text = snapshot_html(self, title=title)
+        if path is not None:
+            target = Path(path)
+            if not target.parent.is_dir():
+                raise FileNotFoundError(
+                    f"cannot write {target}: folder {target.parent} does not exist; create it first"
+                )
+            target.write_text(text, encoding="utf-8")
+        return text
+
     def _replace_previous(self, lens: Any, site: str) -> None:
         """Own this widget's edits at ``(lens, site)``: an older widget of the same class there loses its edits.
 

@@ -1,0 +1,110 @@
+"""Static HTML snapshots (`widget.to_html`) opened from disk in real Chromium: no kernel, no network.
+
+Each widget is built in this Python process, saved with ``to_html`` to a real file, and opened with
+``file://``; the rendered view is compared with the Python state it was saved from. The page may
+fetch nothing: every request other than the file itself fails the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import superwidgets as sw
+from superwidgets.science.sae import ReLUSAE
+
+pytestmark = pytest.mark.browser
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def _open(browser: Any, path: Path) -> tuple[Any, dict[str, list[str]]]:
+    page = browser.new_page()
+    seen: dict[str, list[str]] = {"errors": [], "requests": [], "dialogs": []}
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: None if r.url.startswith(("file://", "data:")) else seen["requests"].append(r.url))
+    page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_selector('#sw-snapshot-root[data-rendered="true"]', timeout=20_000)
+    return page, seen
+
+
+def _clean(seen: dict[str, list[str]]) -> None:
+    assert seen == {"errors": [], "requests": [], "dialogs": []}
+
+
+def test_explorer_snapshot_renders_the_saved_model(browser, tmp_path):
+    ex = sw.SuperpositionExplorer(n_features=5, n_hidden=2, density=0.03, background=False)
+    path = tmp_path / "explorer.html"
+    text = ex.to_html(path)
+    assert path.read_text(encoding="utf-8") == text and "<script src" not in text and "http" not in text.lower()
+    page, seen = _open(browser, path)
+    try:
+        norms = [float(v) for v in page.eval_on_selector_all(".sw-norm", "els => els.map(e => e.dataset.norm)")]
+        np.testing.assert_allclose(norms, ex.norms, atol=1e-5)
+        assert page.locator("svg line.sw-arrow").count() == 5  # the pentagon's arrows
+        pixels = page.eval_on_selector(
+            "canvas.sw-heat", "c => new Set(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).size"
+        )
+        assert pixels > 10  # the WᵀW heatmap is painted
+        assert "best of 3 starts" in page.locator(".sw-status").text_content()
+        note = page.locator("#sw-snapshot-note")
+        assert "SuperpositionExplorer" in note.text_content() and "running Jupyter kernel" in note.text_content()
+        # a control that needs Python says so instead of failing silently
+        page.locator('.sw-norm[data-feature="1"]').click()
+        assert note.get_attribute("class") == "sw-snapshot-touched"
+        _clean(seen)
+    finally:
+        page.close()
+
+
+def test_featurelab_snapshot_shows_the_edited_prediction(browser, tmp_path):
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+        lab.ablated = [13]
+        path = tmp_path / "lab.html"
+        lab.to_html(path, title="patient 38, unit 13 off")
+    page, seen = _open(browser, path)
+    try:
+        assert page.title() == "patient 38, unit 13 off"
+        rows = page.eval_on_selector_all(
+            ".sw-pred", "els => els.map(r => [Number(r.dataset.baseline), Number(r.dataset.edited)])"
+        )
+        np.testing.assert_allclose(np.array(rows), np.stack([lab.baseline, lab.edited], 1), atol=1e-6)
+        assert abs(rows[0][1] - rows[0][0]) > 0.01  # the saved edit is what the page shows
+        _clean(seen)
+    finally:
+        page.close()
+
+
+def test_dashboard_and_alignment_snapshots_render_labels_as_text(browser, tmp_path):
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    sae = ReLUSAE(16, 24, seed=0)
+    dash = sw.FeatureDashboard(model, "hidden", sae, data.X[:200], class_names=["malignant", XSS], effect_sample=50)
+    dash.lens.close()
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [20, 15, 10])
+    base = (rng.standard_normal((3, 4)) * 4)[labels] + rng.standard_normal((45, 4))
+    view = sw.AlignmentView(
+        base, base[::-1].copy(), labels_a=labels, labels_b=labels[::-1].copy(), class_names=["a", "b", XSS]
+    )
+    for name, widget, selector, count in (
+        ("dash", dash, ".sw-flist [data-feature]", 24),
+        ("align", view, ".sw-align canvas", None),
+    ):
+        path = tmp_path / f"{name}.html"
+        widget.to_html(path)
+        page, seen = _open(browser, path)
+        try:
+            n = page.locator(selector).count()
+            assert n == count if count is not None else n >= 1
+            assert XSS in page.locator("#sw-snapshot-root").inner_text()  # shown as text, never parsed as HTML
+            assert page.locator("#sw-snapshot-root img").count() == 0
+            _clean(seen)
+        finally:
+            page.close()
