@@ -99,3 +99,17 @@ test("knobs send only what changed, debounced into one message", () => {
   expect(model.listenerCount()).toBe(0);
   cleanup = () => undefined;
 });
+
+test("arrow labels stay inside the plane's plot, even for a direction at the edge", () => {
+  // feature 0 points straight up with norm 1.25: its label would sit above the SVG's top edge
+  model = new FakeModel(state({ W: wire([0, 1, -1, 1.25, 0, 0], [2, 3]) }));
+  cleanup = render({ model, el });
+  const labels = [...el.querySelectorAll("text.sw-arrow-label")].map((t) => [Number(t.getAttribute("x")), Number(t.getAttribute("y"))]);
+  expect(labels).toHaveLength(3);
+  for (const [x, y] of labels) {
+    expect(x).toBeGreaterThanOrEqual(0);
+    expect(x).toBeLessThanOrEqual(220 - 8);
+    expect(y).toBeGreaterThanOrEqual(10);
+    expect(y).toBeLessThanOrEqual(220);
+  }
+});

@@ -234,7 +234,10 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
         const x = W[i];
         const y = W[n + i];
         svg.append(s("line", { x1: sc(0), y1: sc(0), x2: sc(x), y2: sc(-y), class: "sw-arrow", "data-feature": i }));
-        svg.append(s("text", { x: sc(x * 1.12), y: sc(-y * 1.12), class: "sw-arrow-label" }, String(i)));
+        // labels just past the arrow tip, kept inside the plot (a tip near the edge would clip its label)
+        const lx = Math.min(212, Math.max(2, sc(x * 1.12) - 3));
+        const ly = Math.min(218, Math.max(11, sc(-y * 1.12) + 4));
+        svg.append(s("text", { x: lx, y: ly, class: "sw-arrow-label" }, String(i)));
       }
       geo.replaceChildren(svg);
       return;
