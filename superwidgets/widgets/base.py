@@ -140,8 +140,10 @@ class WidgetBase(anywidget.AnyWidget):
 
         The file holds the widget's current synced state, its view bundle and stylesheet, and
         renders the same view you see in the notebook — to share a finding by e-mail, in a
-        paper's supplement or on a static site. Controls that need Python do nothing there;
-        touching one highlights a note saying so. Re-save after changing the widget.
+        paper's supplement or on a static site. Controls whose answers were precomputed still
+        work (each widget's docs say which); any other control that needs Python shows "needs a
+        running kernel" in the error area and highlights the note above the view. Re-save after
+        changing the widget.
 
         Parameters
         ----------
@@ -161,7 +163,7 @@ class WidgetBase(anywidget.AnyWidget):
         """
         from .snapshot import snapshot_html
 
-        text = snapshot_html(self, title=title)
+        text = snapshot_html(self, title=title, replies=self._snapshot_replies())
         if path is not None:
             target = Path(path)
             if not target.parent.is_dir():
@@ -170,6 +172,10 @@ class WidgetBase(anywidget.AnyWidget):
                 )
             target.write_text(text, encoding="utf-8")
         return text
+
+    def _snapshot_replies(self) -> list[dict[str, Any]]:
+        """Answers a static snapshot gives to view messages without Python (none by default)."""
+        return []
 
     def _replace_previous(self, lens: Any, site: str) -> None:
         """Own this widget's edits at ``(lens, site)``: an older widget of the same class there loses its edits.

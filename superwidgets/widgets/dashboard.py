@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -468,6 +469,77 @@ class FeatureDashboard(WidgetBase):
         out: list[FeatureLab] = []
         self._run(lambda: out.append(self._open(feature)))
         return out[0]
+
+    def to_html(
+        self, path: str | Path | None = None, *, title: str | None = None, features: int | list[int] | None = None
+    ) -> str:
+        """A static, browsable snapshot of the dashboard as one self-contained HTML file.
+
+        Like :meth:`WidgetBase.to_html`, and the feature list stays clickable offline: the details of
+        the chosen latents (histogram, top inputs, cohort effect in the current mode, steering
+        strength and class, factor correlations) and every sort order are precomputed into the file.
+        Other latents, modes or classes need a running kernel (the error area says so there); with
+        the dashboard's lens closed only the sort orders are precomputed.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            Where to write the file (UTF-8).
+        title : str, optional
+            The page title; default: the widget's class name.
+        features : int or list of int, optional
+            The latents to make browsable: a list of indices, or the first ``features`` in the current
+            order. Default: every latent when there are at most 64, else the first 64 (file size
+            grows with them: about 10 kB a latent for records, 150 kB for images with spatial maps).
+
+        Returns
+        -------
+        str
+            The HTML text (also written to ``path`` when given).
+        """
+        self._snapshot_features = self._snapshot_choice(features)
+        try:
+            return super().to_html(path, title=title)
+        finally:
+            self._snapshot_features = None
+
+    _snapshot_features: list[int] | None = None
+
+    def _snapshot_choice(self, features: int | list[int] | None) -> list[int]:
+        order = [int(i) for i in np.asarray(self.order)]
+        if features is None:
+            chosen = order[:64]
+        elif isinstance(features, (int, np.integer)) and not isinstance(features, bool):
+            if features < 1:
+                raise ValueError(f"features must be at least 1 (how many latents to include), got {features}")
+            chosen = order[: int(features)]
+        else:
+            chosen = [self._basis.index(f, self._width) for f in features]
+        return list(dict.fromkeys([int(self.selected), *chosen]))
+
+    def _snapshot_replies(self) -> list[dict[str, Any]]:
+        """Selecting the chosen latents and re-sorting, precomputed for a static snapshot."""
+        from .snapshot import precompute_replies
+
+        features = self._snapshot_features if self._snapshot_features is not None else self._snapshot_choice(None)
+        sel, mode, steer, cls = int(self.selected), self.effect_mode, float(self.steer), int(self.effect_class)
+        by0, cls0 = self.sort_by, int(self.sort_class)
+        select = [
+            (
+                {"type": "request", "feature": f, "mode": mode, "steer": steer, "effect_class": cls},
+                lambda f=f: self._apply(f, mode, steer, cls),
+            )
+            for f in features
+        ]
+        sort = [
+            ({"type": "sort", "by": by, "class": c}, lambda by=by, c=c: self._sort(by, c))
+            for by in _SORTS
+            for c in range(len(self.class_names))
+        ]
+        sorts = precompute_replies(self, sort, lambda: self._sort(by0, cls0))
+        if self._lens.closed:  # the cohort effects need the model: only the sorts work offline then
+            return sorts
+        return [*precompute_replies(self, select, lambda: self._apply(sel, mode, steer, cls)), *sorts]
 
     def to_figure(self, top: int = 20) -> Any:
         """A matplotlib figure: the feature list's top ``top``, the histograms, top examples, factor correlations.

@@ -214,6 +214,17 @@ class SuperpositionExplorer(WidgetBase):
         with self._publish():
             self._set_ablated(int(feature))
 
+    def _snapshot_replies(self) -> list[dict[str, Any]]:
+        """Click-to-ablate works in a static snapshot: every feature's interference is precomputed."""
+        from .snapshot import precompute_replies
+
+        if self.training or self._model is None:
+            return []
+        keep = int(self.ablated)
+        features = range(-1, int(self.n_features))
+        cases = [({"type": "ablate", "feature": f}, lambda f=f: self._set_ablated(f)) for f in features]
+        return precompute_replies(self, cases, lambda: self._set_ablated(keep))
+
     def to_figure(self) -> Any:
         """A matplotlib figure of the current views (static version of the widget).
 

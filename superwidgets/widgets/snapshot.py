@@ -4,7 +4,12 @@ A snapshot holds the widget's synced state (arrays as base64 of their float32/in
 view bundle and its stylesheet, and renders the same JavaScript view the notebook shows against a
 read-only model. Nothing is fetched from the network, so the file opens from disk, an e-mail or a
 paper's supplement. Controls that need Python (retraining, re-running the model) cannot work
-there; touching one says so in the note above the view.
+there; touching one says so in the note above the view and in the widget's error area.
+
+A widget can also precompute *replies*: the state changes its Python side would make in answer
+to some of the view's messages (a dashboard: selecting each latent, re-sorting; an explorer:
+ablating each feature). The snapshot answers those messages from the table, so the file stays
+browsable offline; any other message gets the "needs a kernel" error.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import datetime as _dt
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["snapshot_html"]
+__all__ = ["precompute_replies", "snapshot_html"]
 
 #: Synced traits of ipywidgets' own machinery, not the view's state.
 _SKIP = {"layout", "tabbable", "tooltip", "comm", "keys", "log"}
@@ -44,6 +50,10 @@ const needsKernel = () => {
   note.classList.add("sw-snapshot-touched");
   note.dataset.touched = String(Number(note.dataset.touched || 0) + 1);
 };
+const NO_KERNEL = "This is a static snapshot: that needs a running Jupyter kernel (open the notebook to use it).";
+const replies = revive(JSON.parse(document.getElementById("sw-snapshot-replies").textContent));
+const same = (a, b) =>
+  a === b || (typeof a === "number" && typeof b === "number" && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)));
 class SnapshotModel {
   constructor(state) { this.state = state; this.handlers = new Map(); }
   get(key) { return this.state[key]; }
@@ -58,7 +68,30 @@ class SnapshotModel {
   }
   trigger(name, ...args) { for (const f of [...(this.handlers.get(name) || [])]) f(...args); }
   save_changes() { needsKernel(); }
-  send() { needsKernel(); }
+  send(content) {
+    const msg = content || {};
+    const hit = replies.find((r) => Object.entries(r.match).every(([k, v]) => same(msg[k], v)));
+    let patch;
+    if (hit) {
+      patch = { ...hit.patch };
+      if ("error" in this.state) patch.error = "";
+    } else {
+      needsKernel();
+      if (!("error" in this.state)) return;
+      patch = { error: NO_KERNEL };
+    }
+    if ("seq" in this.state && typeof msg.seq === "number") patch.seq = msg.seq;
+    if ("origin" in this.state && typeof msg.origin === "string") patch.origin = msg.origin;
+    if ("rev" in this.state) patch.rev = this.state.rev + 1;
+    // answered later, like a kernel: the view may still be recording what it sent
+    setTimeout(() => {
+      Object.assign(this.state, patch);
+      const keys = Object.keys(patch).filter((k) => k !== "rev");
+      if ("rev" in patch) keys.push("rev");
+      for (const k of keys) this.trigger("change:" + k);
+      this.trigger("change");
+    }, 0);
+  }
   get widget_manager() { return { get_model: () => Promise.reject(new Error("a static snapshot has no kernel")) }; }
 }
 const state = revive(JSON.parse(document.getElementById("sw-snapshot-state").textContent));
@@ -87,6 +120,7 @@ body {{ margin: 16px; background: #fff; }}
 <p id="sw-snapshot-note">{note}</p>
 <div id="sw-snapshot-root"></div>
 <script type="application/json" id="sw-snapshot-state">{state}</script>
+<script type="application/json" id="sw-snapshot-replies">{replies}</script>
 <script type="text/plain" id="sw-snapshot-esm">{esm}</script>
 <script type="module">{loader}</script>
 </body>
@@ -107,7 +141,56 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def snapshot_html(widget: Any, title: str | None = None) -> str:
+def _view_state(widget: Any) -> dict[str, Any]:
+    """The widget's synced state as its view reads it (ipywidgets' own machinery left out), JSON-ready."""
+    return {k: _jsonable(v) for k, v in widget.get_state().items() if not k.startswith("_") and k not in _SKIP}
+
+
+def _script_json(value: Any) -> str:
+    # "</" could close the script element early; JSON allows "<\/" for it
+    return json.dumps(value, allow_nan=False).replace("</", "<\\/")
+
+
+def precompute_replies(
+    widget: Any, cases: list[tuple[dict[str, Any], Callable[[], Any]]], restore: Callable[[], Any]
+) -> list[dict[str, Any]]:
+    """Record how ``widget``'s synced state answers each case, for a snapshot to replay offline.
+
+    Parameters
+    ----------
+    widget : WidgetBase
+        The widget; its state is changed by each action and put back by ``restore``.
+    cases : list of (match, action)
+        ``match``: the fields a view message must have (e.g. ``{"type": "ablate", "feature": 3}``);
+        ``action``: the Python call that answers it. Cases whose action raises ``ValueError`` are
+        left out (the snapshot then answers "needs a kernel").
+    restore : callable
+        Puts the widget back as it was (called even if an action fails otherwise).
+
+    Returns
+    -------
+    list of dict
+        ``{"match": ..., "patch": ...}``; every patch sets all the traits any case changed, so the
+        replies can be replayed in any order.
+    """
+    base = _view_state(widget)
+    states: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with widget.hold_sync():
+        try:
+            for match, action in cases:
+                try:
+                    action()
+                except ValueError:
+                    continue
+                states.append((match, _view_state(widget)))
+        finally:
+            restore()
+    skip = {"rev", "seq", "origin", "error"}
+    varying = sorted({k for _, st in states for k, v in st.items() if k not in skip and v != base.get(k)})
+    return [{"match": match, "patch": {k: st[k] for k in varying}} for match, st in states]
+
+
+def snapshot_html(widget: Any, title: str | None = None, replies: list[dict[str, Any]] | None = None) -> str:
     """The HTML text of a static snapshot of ``widget`` (see :meth:`WidgetBase.to_html`).
 
     Parameters
@@ -116,6 +199,8 @@ def snapshot_html(widget: Any, title: str | None = None) -> str:
         A superwidgets widget (anything with ``_esm``/``_css`` text and ``get_state()``).
     title : str, optional
         The page title; default: the widget's class name.
+    replies : list of dict, optional
+        Precomputed answers to view messages (:func:`precompute_replies`).
 
     Returns
     -------
@@ -124,9 +209,7 @@ def snapshot_html(widget: Any, title: str | None = None) -> str:
     """
     from .. import __version__
 
-    state = {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k not in _SKIP}
-    # "</" could close the script element early; JSON allows "<\\/" for it
-    state_json = json.dumps(_jsonable(state), allow_nan=False).replace("</", "<\\/")
+    state_json = _script_json(_view_state(widget))
     esm, css = _text(widget._esm), _text(widget._css)
     if "</style" in css.lower():
         raise ValueError("the widget's stylesheet contains '</style', which would end the style element")
@@ -142,6 +225,7 @@ def snapshot_html(widget: Any, title: str | None = None) -> str:
         css=css,
         note=html.escape(note),
         state=state_json,
+        replies=_script_json(replies or []),
         esm=base64.b64encode(esm.encode("utf-8")).decode("ascii"),
         loader=_LOADER,
     )

@@ -54,9 +54,6 @@ def test_explorer_snapshot_renders_the_saved_model(browser, tmp_path):
         assert "best of 3 starts" in page.locator(".sw-status").text_content()
         note = page.locator("#sw-snapshot-note")
         assert "SuperpositionExplorer" in note.text_content() and "running Jupyter kernel" in note.text_content()
-        # a control that needs Python says so instead of failing silently
-        page.locator('.sw-norm[data-feature="1"]').click()
-        assert note.get_attribute("class") == "sw-snapshot-touched"
         _clean(seen)
     finally:
         page.close()
@@ -108,3 +105,70 @@ def test_dashboard_and_alignment_snapshots_render_labels_as_text(browser, tmp_pa
             _clean(seen)
         finally:
             page.close()
+
+
+def test_explorer_snapshot_ablates_offline(browser, tmp_path):
+    ex = sw.SuperpositionExplorer(n_features=5, n_hidden=2, density=0.03, background=False)
+    path = tmp_path / "explorer.html"
+    ex.to_html(path)
+    page, seen = _open(browser, path)
+    try:
+        page.locator('.sw-norm[data-feature="3"]').click()
+        page.wait_for_selector('.sw-norm[data-feature="3"][aria-pressed="true"]')
+        shown = page.eval_on_selector_all(".sw-hurt", "els => els.map(e => parseFloat(e.style.width))")
+        ex.ablate(3)  # what Python answers
+        expect = ex.interference / ex.interference.max() * 100
+        np.testing.assert_allclose(shown, expect, atol=0.06)  # the view rounds widths to 0.1 %
+        assert page.locator("#sw-snapshot-note").get_attribute("class") is None  # answered, not "needs a kernel"
+        # a knob needs Python: the error area says so and the saved model stays
+        m = page.locator("input.sw-knob-n_hidden")
+        m.fill("3")
+        m.dispatch_event("change")
+        page.wait_for_function("() => document.querySelector('.sw-error').textContent.includes('static snapshot')")
+        assert page.locator("#sw-snapshot-note").get_attribute("class") == "sw-snapshot-touched"
+        assert page.locator("svg line.sw-arrow").count() == 5
+        _clean(seen)
+    finally:
+        page.close()
+
+
+def test_dashboard_snapshot_browses_latents_and_sorts_offline(browser, tmp_path):
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    sae = ReLUSAE(16, 24, seed=0)
+    dash = sw.FeatureDashboard(model, "hidden", sae, data.X[:200], effect_sample=50)
+    try:
+        path = tmp_path / "dash.html"
+        dash.to_html(path, features=6)
+        chosen = [int(i) for i in dash.order[:6]]
+        target = chosen[3]
+        page, seen = _open(browser, path)
+        try:
+            page.locator(f'.sw-flist [data-feature="{target}"]').click()
+            page.wait_for_selector(f'.sw-dash[data-selected="{target}"]')
+            page.wait_for_timeout(100)
+            dash.select(target)
+            stats = page.locator(".sw-dash").inner_text()
+            assert f"active on {dash.n_active} of {dash.n_inputs} inputs" in stats
+            assert dash.feature_names[target] in stats
+            # sorting is answered from the file too
+            page.select_option("select.sw-sort", "max_activation")
+            dash.sort("max_activation")
+            want = [int(i) for i in dash.order]
+            page.wait_for_function(
+                "(first) => document.querySelector('.sw-flist [data-feature]').dataset.feature === String(first)",
+                arg=want[0],
+            )
+            got = page.eval_on_selector_all(
+                ".sw-flist [data-feature]", "els => els.map(e => Number(e.dataset.feature))"
+            )
+            assert got == want
+            # a latent that was not precomputed needs the kernel; the shown latent stays
+            other = next(i for i in want if i not in chosen)
+            page.locator(f'.sw-flist [data-feature="{other}"]').click()
+            page.wait_for_function("() => document.querySelector('.sw-error').textContent.includes('static snapshot')")
+            assert page.locator(".sw-dash").get_attribute("data-selected") == str(target)
+            _clean(seen)
+        finally:
+            page.close()
+    finally:
+        dash.lens.close()
