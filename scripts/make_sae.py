@@ -160,6 +160,15 @@ cells = [
         "dash"
     ),
     md(
+        "**Share it.** `dash.to_html(path)` writes the dashboard as one self-contained HTML file: the same view, "
+        "no kernel or network needed to open it, and still browsable — every latent's details and every sort "
+        "order are precomputed into the file (`features=` picks which latents)."
+    ),
+    code(
+        'html = dash.to_html("sae-latents.html", title="Gated SAE on the neuron CNN bottleneck")\n'
+        'print(f"sae-latents.html: {len(html.encode()) / 1e6:.1f} MB, {len(sae.W_dec)} latents browsable offline")'
+    ),
+    md(
         "## Steer the puncta latent in FeatureLab\n\n"
         "With `basis=sw.SAE(sae)` the lab lists the SAE's latents instead of the units. Steering latent *i* "
         "adds α times its decoder direction to the bottleneck (the reconstruction error is kept, so nothing "

@@ -36,6 +36,11 @@ cells = [
     md("The widget's state is plain Python: read it, set it, or draw it for a paper."),
     code("lab.ablated = [13]\nprint(lab.baseline, lab.edited)\nlab.to_figure();"),
     md(
+        "Or share it as it is: `to_html` writes the widget as one self-contained HTML file (its own view and "
+        "state, nothing to install, no kernel or network needed to open it)."
+    ),
+    code('page = lab.to_html("patient-38-unit-13-off.html", title="Patient 38 with unit 13 off")\nprint(f"{len(page) // 1000} kB")'),
+    md(
         "## Where next\n\n"
         "- `01-superposition.ipynb`: the toy models of superposition, retrained live in the `SuperpositionExplorer`.\n"
         "- `02-patients.ipynb`: which nuclear measurements the hidden units carry; ablate them, watch diagnoses flip.\n"
