@@ -49,6 +49,7 @@ def test_wheel_from_clean_clone_contains_bundle(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("superwidgets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "superwidgets/static/lab.js" in names
-    assert "superwidgets/static/lab.css" in names
+    for view in ("lab", "explorer", "dashboard", "align"):  # every view's bundle and stylesheet
+        assert f"superwidgets/static/{view}.js" in names and f"superwidgets/static/{view}.css" in names
+    assert "superwidgets/static/snapshot.js" in names  # the loader of to_html snapshots
     assert "superwidgets/zoo/weights/breast-cancer-mlp.safetensors" in names

@@ -9,7 +9,8 @@ there; touching one says so in the note above the view and in the widget's error
 A widget can also precompute *replies*: the state changes its Python side would make in answer
 to some of the view's messages (a dashboard: selecting each latent, re-sorting; an explorer:
 ablating each feature). The snapshot answers those messages from the table, so the file stays
-browsable offline; any other message gets the "needs a kernel" error.
+browsable offline; any other message gets the "needs a kernel" error. The page's loader and
+read-only model are ``js/snapshot.ts`` (built to ``static/snapshot.js``, unit-tested with vitest).
 """
 
 from __future__ import annotations
@@ -28,80 +29,6 @@ __all__ = ["precompute_replies", "snapshot_html"]
 #: Synced traits of ipywidgets' own machinery, not the view's state.
 _SKIP = {"layout", "tabbable", "tooltip", "comm", "keys", "log"}
 
-#: The read-only model and the loader; ``__STATE__`` etc. are filled in by :func:`snapshot_html`.
-_LOADER = """
-const note = document.getElementById("sw-snapshot-note");
-const revive = (v) => {
-  if (Array.isArray(v)) return v.map(revive);
-  if (v && typeof v === "object") {
-    if (typeof v.__sw_b64__ === "string") {
-      const bin = atob(v.__sw_b64__);
-      const bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-      return new DataView(bytes.buffer);
-    }
-    const out = {};
-    for (const [k, x] of Object.entries(v)) out[k] = revive(x);
-    return out;
-  }
-  return v;
-};
-const needsKernel = () => {
-  note.classList.add("sw-snapshot-touched");
-  note.dataset.touched = String(Number(note.dataset.touched || 0) + 1);
-};
-const NO_KERNEL = "This is a static snapshot: that needs a running Jupyter kernel (open the notebook to use it).";
-const replies = revive(JSON.parse(document.getElementById("sw-snapshot-replies").textContent));
-const same = (a, b) =>
-  a === b || (typeof a === "number" && typeof b === "number" && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)));
-class SnapshotModel {
-  constructor(state) { this.state = state; this.handlers = new Map(); }
-  get(key) { return this.state[key]; }
-  set(key, value) { this.state[key] = value; this.trigger("change:" + key); this.trigger("change"); }
-  on(name, fn) { const l = this.handlers.get(name) || []; l.push(fn); this.handlers.set(name, l); }
-  off(name, fn) {
-    for (const [n, l] of this.handlers) {
-      if (name != null && n !== name) continue;
-      const kept = fn == null ? [] : l.filter((f) => f !== fn);
-      if (kept.length) this.handlers.set(n, kept); else this.handlers.delete(n);
-    }
-  }
-  trigger(name, ...args) { for (const f of [...(this.handlers.get(name) || [])]) f(...args); }
-  save_changes() { needsKernel(); }
-  send(content) {
-    const msg = content || {};
-    const hit = replies.find((r) => Object.entries(r.match).every(([k, v]) => same(msg[k], v)));
-    let patch;
-    if (hit) {
-      patch = { ...hit.patch };
-      if ("error" in this.state) patch.error = "";
-    } else {
-      needsKernel();
-      if (!("error" in this.state)) return;
-      patch = { error: NO_KERNEL };
-    }
-    if ("seq" in this.state && typeof msg.seq === "number") patch.seq = msg.seq;
-    if ("origin" in this.state && typeof msg.origin === "string") patch.origin = msg.origin;
-    if ("rev" in this.state) patch.rev = this.state.rev + 1;
-    // answered later, like a kernel: the view may still be recording what it sent
-    setTimeout(() => {
-      Object.assign(this.state, patch);
-      const keys = Object.keys(patch).filter((k) => k !== "rev");
-      if ("rev" in patch) keys.push("rev");
-      for (const k of keys) this.trigger("change:" + k);
-      this.trigger("change");
-    }, 0);
-  }
-  get widget_manager() { return { get_model: () => Promise.reject(new Error("a static snapshot has no kernel")) }; }
-}
-const state = revive(JSON.parse(document.getElementById("sw-snapshot-state").textContent));
-const source = document.getElementById("sw-snapshot-esm").textContent;
-const view = await import("data:text/javascript;base64," + source);
-const el = document.getElementById("sw-snapshot-root");
-(view.default ?? view).render({ model: new SnapshotModel(state), el });
-el.dataset.rendered = "true";
-"""
-
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -118,7 +45,7 @@ body {{ margin: 16px; background: #fff; }}
 </head>
 <body>
 <p id="sw-snapshot-note">{note}</p>
-<div id="sw-snapshot-root"></div>
+<div id="sw-snapshot-root" data-boot="auto"></div>
 <script type="application/json" id="sw-snapshot-state">{state}</script>
 <script type="application/json" id="sw-snapshot-replies">{replies}</script>
 <script type="text/plain" id="sw-snapshot-esm">{esm}</script>
@@ -210,7 +137,12 @@ def snapshot_html(widget: Any, title: str | None = None, replies: list[dict[str,
     from .. import __version__
 
     state_json = _script_json(_view_state(widget))
+    from .base import bundle
+
     esm, css = _text(widget._esm), _text(widget._css)
+    loader = bundle("snapshot.js").read_text(encoding="utf-8")  # js/snapshot.ts: the read-only model, boot()
+    if "</script" in loader.lower():
+        raise ValueError("the snapshot loader contains '</script', which would end its script element")
     if "</style" in css.lower():
         raise ValueError("the widget's stylesheet contains '</style', which would end the style element")
     name = type(widget).__name__
@@ -227,7 +159,7 @@ def snapshot_html(widget: Any, title: str | None = None, replies: list[dict[str,
         state=state_json,
         replies=_script_json(replies or []),
         esm=base64.b64encode(esm.encode("utf-8")).decode("ascii"),
-        loader=_LOADER,
+        loader=loader,
     )
 
 

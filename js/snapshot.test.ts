@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, expect, test, vi } from "vitest";
+import { NO_KERNEL, revive, SnapshotModel, type Reply } from "./snapshot";
+
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => vi.useRealTimers());
+
+test("revive turns base64 array bytes into DataViews, leaves the rest alone", () => {
+  const bytes = new Uint8Array(new Float32Array([1.5, -2]).buffer);
+  const b64 = btoa(String.fromCharCode(...bytes));
+  const v = revive({ a: { view: { __sw_b64__: b64 }, dtype: "float32", shape: [2] }, names: ["x", "<b>"], n: 3, z: null }) as any;
+  expect(v.a.view).toBeInstanceOf(DataView);
+  expect([v.a.view.getFloat32(0, true), v.a.view.getFloat32(4, true)]).toEqual([1.5, -2]);
+  expect(v.names).toEqual(["x", "<b>"]);
+  expect(v.n).toBe(3);
+  expect(v.z).toBeNull();
+});
+
+test("a matching message is answered later, with seq, origin, a new rev and the error cleared", () => {
+  const replies: Reply[] = [{ match: { type: "ablate", feature: 2 }, patch: { ablated: 2, interference: "I2" } }];
+  const kernel = vi.fn();
+  const m = new SnapshotModel({ ablated: -1, interference: "I0", error: "old", rev: 4, seq: 0, origin: "" }, replies, kernel);
+  const seen: string[] = [];
+  for (const k of ["ablated", "interference", "error", "rev", "seq"]) m.on(`change:${k}`, () => seen.push(`${k}=${String(m.get(k))}`));
+  m.send({ type: "ablate", seq: 7, origin: "v1", feature: 2 });
+  expect(m.get("ablated")).toBe(-1); // not synchronously: the view is still recording its request
+  vi.runAllTimers();
+  expect(m.get("ablated")).toBe(2);
+  expect(m.get("origin")).toBe("v1");
+  expect(seen[seen.length - 1]).toBe("rev=5"); // views re-render on rev, so it comes last
+  expect(seen).toContain("error=");
+  expect(seen).toContain("seq=7");
+  expect(kernel).not.toHaveBeenCalled();
+});
+
+test("numbers match within float rounding; other messages get the needs-a-kernel error and keep the state", () => {
+  const replies: Reply[] = [{ match: { type: "request", steer: 0.1 + 0.2 }, patch: { selected: 5 } }];
+  const kernel = vi.fn();
+  const m = new SnapshotModel({ selected: 1, error: "", rev: 0 }, replies, kernel);
+  m.send({ type: "request", steer: 0.3 });
+  vi.runAllTimers();
+  expect(m.get("selected")).toBe(5);
+  m.send({ type: "request", steer: 0.5 });
+  vi.runAllTimers();
+  expect(m.get("selected")).toBe(5);
+  expect(m.get("error")).toBe(NO_KERNEL);
+  expect(kernel).toHaveBeenCalledTimes(1);
+  m.save_changes();
+  expect(kernel).toHaveBeenCalledTimes(2);
+});
+
+test("listeners come off with off(), as a view's cleanup expects", () => {
+  const m = new SnapshotModel({ a: 1 });
+  const f = vi.fn();
+  m.on("change:a", f);
+  m.set("a", 2);
+  m.off("change:a", f);
+  m.set("a", 3);
+  expect(f).toHaveBeenCalledTimes(1);
+});
