@@ -1,22 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { coupledWeights, frameFor, nearestPoint, render, topCoupled, type AlignState } from "./align";
-import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<AlignState> {}
 
-function wire(values: number[], shape: number[], offset = 0): WireArray {
-  const buf = new ArrayBuffer(offset + values.length * 4);
-  const view = new DataView(buf, offset, values.length * 4);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  return { view, dtype: "float32", shape };
-}
 
-function wireI32(values: number[]): WireArray {
-  const view = new DataView(new ArrayBuffer(values.length * 4));
-  values.forEach((v, i) => view.setInt32(i * 4, v, true));
-  return { view, dtype: "int32", shape: [values.length] };
-}
 
 // 3 A points, 4 B points; row 0 sends its mass to B 1 (mostly) and B 3
 const COUPLING = [0, 0.8, 0, 0.2, 0.5, 0, 0.5, 0, 0, 0, 0.05, 0.95];
@@ -43,10 +31,7 @@ function baseState(over: Partial<AlignState> = {}): AlignState {
     steer_alpha: 0,
     steer_max: 2,
     busy: false,
-    error: "",
-    rev: 1,
-    seq: 0,
-    origin: "",
+    ...WIDGET_BASE,
     ...over,
   };
 }

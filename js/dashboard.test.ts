@@ -1,22 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { histogram, moveCursor, render, type DashboardState } from "./dashboard";
-import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<DashboardState> {}
 
-function wire(values: number[], shape: number[] = [values.length], offset = 0): WireArray {
-  const buf = new ArrayBuffer(offset + values.length * 4);
-  const view = new DataView(buf, offset, values.length * 4);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  return { view, dtype: "float32", shape };
-}
 
-function wireI32(values: number[], shape: number[] = [values.length]): WireArray {
-  const view = new DataView(new ArrayBuffer(values.length * 4));
-  values.forEach((v, i) => view.setInt32(i * 4, v, true));
-  return { view, dtype: "int32", shape };
-}
 
 const XSS = "<img src=x onerror=alert(1)>";
 
@@ -62,10 +50,7 @@ function baseState(over: Partial<DashboardState> = {}): DashboardState {
     gt_corr: null,
     lab_linked: false,
     notice: "",
-    error: "",
-    rev: 1,
-    seq: 0,
-    origin: "",
+    ...WIDGET_BASE,
     ...over,
   };
 }

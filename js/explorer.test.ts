@@ -1,15 +1,9 @@
 import { afterEach, beforeEach, expect, test, vi } from "vitest";
 import { render, type ExplorerState } from "./explorer";
-import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel, queries } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<ExplorerState> {}
 
-function wire(values: number[], shape: number[] = [values.length]): WireArray {
-  const view = new DataView(new ArrayBuffer(values.length * 4));
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  return { view, dtype: "float32", shape };
-}
 
 function state(over: Partial<ExplorerState> = {}): ExplorerState {
   return {
@@ -36,10 +30,7 @@ function state(over: Partial<ExplorerState> = {}): ExplorerState {
     progress: 1,
     training: false,
     ablated: -1,
-    error: "",
-    rev: 1,
-    seq: 0,
-    origin: "",
+    ...WIDGET_BASE,
     ...over,
   };
 }

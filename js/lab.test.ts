@@ -1,24 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { render, type LabState } from "./lab";
-import type { WireArray } from "./lib/codec";
-import { FakeModel as BaseFakeModel, queries, type Sent } from "./testing/fake-model";
+import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, type Sent, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<LabState> {}
-
-/** A float32 wire array whose DataView sits at a misaligned offset of a larger buffer, like a kernel message. */
-function wire(values: number[], offset = 0): WireArray {
-  const buf = new ArrayBuffer(offset + values.length * 4);
-  const view = new DataView(buf, offset, values.length * 4);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
-  return { view, dtype: "float32", shape: [values.length] };
-}
-
-/** An int32 wire array. */
-function wireI32(values: number[]): WireArray {
-  const view = new DataView(new ArrayBuffer(values.length * 4));
-  values.forEach((v, i) => view.setInt32(i * 4, v, true));
-  return { view, dtype: "int32", shape: [values.length] };
-}
 
 const f32 = (xs: number[]): number[] => xs.map(Math.fround);
 
@@ -33,8 +17,8 @@ function baseState(over: Partial<LabState> = {}): LabState {
     ablated: [],
     steer: wire([0, 0, 0]),
     steer_max: 4,
-    baseline: wire([0.7, 0.3], 1),
-    edited: wire([0.6, 0.4], 2),
+    baseline: wire([0.7, 0.3], [2], 1),
+    edited: wire([0.6, 0.4], [2], 2),
     activations: wire([0.5, -1.25, 2]),
     readout: "softmax",
     image: null,
@@ -56,10 +40,7 @@ function baseState(over: Partial<LabState> = {}): LabState {
     cohort_flips: 2,
     cohort_top: wireI32([4, 2]),
     cohort_top_delta: wire([-0.25, 0.125]),
-    error: "",
-    rev: 1,
-    seq: 0,
-    origin: "",
+    ...WIDGET_BASE,
     ...over,
   };
 }

@@ -9,6 +9,7 @@
  * the page has a snapshot root.
  */
 import type { AnyModel } from "@anywidget/types";
+import { Listeners } from "./lib/events";
 
 /** One precomputed answer: messages whose fields equal `match` get `patch` written into the state. */
 export interface Reply {
@@ -16,8 +17,6 @@ export interface Reply {
   patch: Record<string, unknown>;
 }
 
-// same shape as anywidget's EventHandler
-type Handler = (...args: any[]) => void;
 type State = Record<string, unknown>;
 
 export const NO_KERNEL = "This is a static snapshot: that needs a running Jupyter kernel (open the notebook to use it).";
@@ -45,8 +44,7 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 /** The model of a snapshot: the saved state, local listeners, replies instead of a kernel. */
-export class SnapshotModel implements AnyModel<State> {
-  private handlers = new Map<string, Handler[]>();
+export class SnapshotModel extends Listeners implements AnyModel<State> {
   readonly widget_manager = {
     get_model: (): Promise<never> => Promise.reject(new Error("a static snapshot has no kernel")),
   };
@@ -60,7 +58,9 @@ export class SnapshotModel implements AnyModel<State> {
     private state: State,
     private readonly replies: Reply[] = [],
     private readonly needsKernel: () => void = () => undefined,
-  ) {}
+  ) {
+    super();
+  }
 
   get<K extends string>(key: K): any {
     return this.state[key];
@@ -70,25 +70,6 @@ export class SnapshotModel implements AnyModel<State> {
     this.state[key] = value;
     this.trigger(`change:${key}`);
     this.trigger("change");
-  }
-
-  on(eventName: string, callback: Handler): void {
-    const list = this.handlers.get(eventName) ?? [];
-    list.push(callback);
-    this.handlers.set(eventName, list);
-  }
-
-  off(eventName?: string | null, callback?: Handler | null): void {
-    for (const [name, list] of this.handlers) {
-      if (eventName != null && name !== eventName) continue;
-      const kept = callback == null ? [] : list.filter((f) => f !== callback);
-      if (kept.length) this.handlers.set(name, kept);
-      else this.handlers.delete(name);
-    }
-  }
-
-  trigger(eventName: string, ...args: unknown[]): void {
-    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
   }
 
   /** A view writing a trait expects Python to act on it: nothing can here. */

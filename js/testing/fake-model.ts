@@ -1,8 +1,10 @@
 /** Test double shared by the views' vitest files (never bundled: only tests import it). */
 import type { AnyModel } from "@anywidget/types";
+import type { WireArray } from "../lib/codec";
+import { Listeners } from "../lib/events";
 
-// same shape as anywidget's EventHandler
-type Handler = (...args: any[]) => void;
+/** The traits every superwidgets widget syncs (WidgetBase): no error, first revision, no request answered yet. */
+export const WIDGET_BASE = { error: "", rev: 1, seq: 0, origin: "" };
 
 /** One `model.send` call as the view made it. */
 export interface Sent {
@@ -12,9 +14,8 @@ export interface Sent {
 }
 
 /** Backbone-like model with the AnyModel surface the views use; records sends and saves, counts listeners. */
-export class FakeModel<S extends object> implements AnyModel<S> {
+export class FakeModel<S extends object> extends Listeners implements AnyModel<S> {
   private attrs: S;
-  private handlers = new Map<string, Handler[]>();
   readonly sent: Sent[] = [];
   saves = 0;
   widget_manager = {
@@ -22,6 +23,7 @@ export class FakeModel<S extends object> implements AnyModel<S> {
   };
 
   constructor(state: S) {
+    super();
     this.attrs = { ...state };
   }
 
@@ -39,31 +41,6 @@ export class FakeModel<S extends object> implements AnyModel<S> {
     this.attrs = { ...this.attrs, ...patch };
     for (const k of changed) this.trigger(`change:${String(k)}`);
     if (changed.length) this.trigger("change");
-  }
-
-  on(eventName: string, callback: Handler): void {
-    const list = this.handlers.get(eventName) ?? [];
-    list.push(callback);
-    this.handlers.set(eventName, list);
-  }
-
-  off(eventName?: string | null, callback?: Handler | null): void {
-    for (const [name, list] of this.handlers) {
-      if (eventName != null && name !== eventName) continue;
-      const kept = callback == null ? [] : list.filter((f) => f !== callback);
-      if (kept.length) this.handlers.set(name, kept);
-      else this.handlers.delete(name);
-    }
-  }
-
-  trigger(eventName: string, ...args: unknown[]): void {
-    for (const f of [...(this.handlers.get(eventName) ?? [])]) f(...args);
-  }
-
-  listenerCount(): number {
-    let n = 0;
-    for (const list of this.handlers.values()) n += list.length;
-    return n;
   }
 
   save_changes(): void {
@@ -88,4 +65,18 @@ export function queries(root: () => HTMLElement): {
     },
     $$: <E extends Element = HTMLElement>(sel: string): E[] => Array.from(root().querySelectorAll<E>(sel)),
   };
+}
+
+/** A float32 wire array (`{view, dtype, shape}`); `offset` puts the view at a byte offset of its buffer, as comm buffers can be. */
+export function wire(values: number[], shape: number[] = [values.length], offset = 0): WireArray {
+  const view = new DataView(new ArrayBuffer(offset + values.length * 4), offset, values.length * 4);
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  return { view, dtype: "float32", shape };
+}
+
+/** An int32 wire array. */
+export function wireI32(values: number[], shape: number[] = [values.length]): WireArray {
+  const view = new DataView(new ArrayBuffer(values.length * 4));
+  values.forEach((v, i) => view.setInt32(i * 4, v, true));
+  return { view, dtype: "int32", shape };
 }
