@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, expect, test, vi } from "vitest";
-import { NO_KERNEL, revive, SnapshotModel, type Reply } from "./snapshot";
+import { base64, NO_KERNEL, revive, SnapshotModel, type Reply } from "./snapshot";
 
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => vi.useRealTimers());
@@ -56,4 +56,22 @@ test("listeners come off with off(), as a view's cleanup expects", () => {
   m.off("change:a", f);
   m.set("a", 3);
   expect(f).toHaveBeenCalledTimes(1);
+});
+
+test("a reply can match the message's binary buffers and list fields, as FeatureLab's requests carry them", () => {
+  const steer = new Float32Array([0, 1.5, 0]);
+  const replies: Reply[] = [
+    { match: { type: "request", ablated: [1, 3], __buffers__: [base64(steer)] }, patch: { edited: "E13" } },
+  ];
+  const m = new SnapshotModel({ edited: "E", error: "", rev: 0 }, replies);
+  m.send({ type: "request", ablated: [1, 3] }, undefined, [steer.buffer]);
+  vi.runAllTimers();
+  expect(m.get("edited")).toBe("E13");
+  m.send({ type: "request", ablated: [1, 3] }, undefined, [new Float32Array([0, 2, 0]).buffer]); // another steer
+  vi.runAllTimers();
+  expect(m.get("error")).toBe(NO_KERNEL);
+  m.send({ type: "request", ablated: [1] }, undefined, [steer.buffer]); // another set of switches
+  vi.runAllTimers();
+  expect(m.get("error")).toBe(NO_KERNEL);
+  expect(base64(new Uint8Array([0, 1, 2, 3, 4]).subarray(1, 3))).toBe(btoa("\x01\x02"));
 });

@@ -37,10 +37,20 @@ export function revive(v: unknown): unknown {
   return v;
 }
 
-/** Equal as JSON values: numbers within float rounding (a float32 → float64 round trip is exact, but be lenient). */
+/** Equal as JSON values: numbers within float rounding, arrays element by element. */
 function same(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  return typeof a === "number" && typeof b === "number" && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+  if (typeof a === "number" && typeof b === "number") return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => same(x, b[i]));
+  return false;
+}
+
+/** Base64 of a binary buffer's bytes (a reply matches a message's buffers by these). */
+export function base64(buf: ArrayBuffer | ArrayBufferView): string {
+  const bytes = ArrayBuffer.isView(buf) ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) : new Uint8Array(buf);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+  return btoa(bin);
 }
 
 /** The model of a snapshot: the saved state, local listeners, replies instead of a kernel. */
@@ -77,9 +87,13 @@ export class SnapshotModel extends Listeners implements AnyModel<State> {
     this.needsKernel();
   }
 
-  /** Answer from the replies (asynchronously, like a kernel), or with the "needs a kernel" error. */
-  send(content: unknown): void {
-    const msg = (content ?? {}) as Record<string, unknown>;
+  /**
+   * Answer from the replies (asynchronously, like a kernel), or with the "needs a kernel" error.
+   * A reply's `match` may name `__buffers__`: the base64 of the binary buffers sent with the message.
+   */
+  send(content: unknown, _callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void {
+    const msg: Record<string, unknown> = { ...((content ?? {}) as Record<string, unknown>) };
+    if (buffers?.length) msg.__buffers__ = [...buffers].map(base64);
     const hit = this.replies.find((r) => Object.entries(r.match).every(([k, v]) => same(msg[k], v)));
     let patch: State;
     if (hit) {

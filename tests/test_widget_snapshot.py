@@ -80,3 +80,18 @@ def test_dashboard_snapshot_choice_and_errors(tmp_path):
     # with the lens closed the file still saves; only the sorts are answered offline
     replies = json.loads(_scripts(dash.to_html())["sw-snapshot-replies"])
     assert replies and all(r["match"]["type"] == "sort" for r in replies)
+
+
+def test_featurelab_replies_flip_each_switch_from_the_saved_state():
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+        lab.ablated = [13]
+        edited = lab.edited.copy()
+        replies = json.loads(_scripts(lab.to_html())["sw-snapshot-replies"])
+        assert lab.ablated == [13] and np.array_equal(lab.edited, edited)  # put back
+    sets = [r["match"]["ablated"] for r in replies]
+    assert sets[0] == [13] and sets[-1] == [] and len(sets) == 16 + 2
+    assert sorted(map(tuple, sets[1:-1])) == sorted(tuple(sorted({13} ^ {i})) for i in range(16))
+    assert all(r["match"]["index"] == 38 and len(r["match"]["__buffers__"]) == 1 for r in replies)
+    assert {"edited", "ablated"} <= set(replies[1]["patch"])

@@ -309,6 +309,36 @@ class FeatureLab(WidgetBase):
         with self._publish():
             self._apply(self.index, list(self.ablated), self.steer)
 
+    #: Features beyond this many get no precomputed switch in a static snapshot (file size).
+    SNAPSHOT_SWITCHES = 64
+
+    def _snapshot_replies(self) -> list[dict[str, Any]]:
+        """Each feature's on/off switch and "reset edits" work in a static snapshot of this input.
+
+        From the saved state (input, switched-off features, steering), flipping any one switch (up to
+        :attr:`SNAPSHOT_SWITCHES` features), flipping it back, and "reset edits" are precomputed.
+        """
+        import base64
+
+        from .snapshot import precompute_replies
+
+        index, saved = int(self.index), sorted(int(i) for i in self.ablated)
+        steer = np.asarray(self.steer, dtype=np.float32).reshape(-1).copy()
+        zero = np.zeros_like(steer)
+
+        def case(ablated: list[int], vec: np.ndarray) -> tuple[dict[str, Any], Any]:
+            match = {
+                "type": "request",
+                "index": index,
+                "ablated": ablated,
+                "__buffers__": [base64.b64encode(vec.tobytes()).decode("ascii")],
+            }
+            return match, lambda: self._apply(index, ablated, vec)
+
+        flips = [sorted(set(saved) ^ {i}) for i in range(min(len(steer), self.SNAPSHOT_SWITCHES))]
+        cases = [case(saved, steer), *(case(a, steer) for a in flips), case([], zero)]
+        return precompute_replies(self, cases, lambda: self._apply(index, saved, steer))
+
     def to_figure(self) -> Any:
         """A matplotlib figure of the current state (predictions and features).
 

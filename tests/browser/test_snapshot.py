@@ -172,3 +172,34 @@ def test_dashboard_snapshot_browses_latents_and_sorts_offline(browser, tmp_path)
             page.close()
     finally:
         dash.lens.close()
+
+
+def test_featurelab_snapshot_switches_features_offline(browser, tmp_path):
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+        lab.ablated = [13]
+        path = tmp_path / "lab.html"
+        lab.to_html(path)
+        page, seen = _open(browser, path)
+        try:
+            rev = int(page.locator(".sw-lab").get_attribute("data-rev") or 0)
+            page.locator(".sw-toggle").nth(3).uncheck()  # switch unit 3 off as well
+            page.wait_for_function(
+                "(rev) => Number(document.querySelector('.sw-lab').dataset.rev) > rev", arg=rev, timeout=10_000
+            )
+            page.wait_for_timeout(100)
+            rows = page.eval_on_selector_all(".sw-pred", "els => els.map(r => Number(r.dataset.edited))")
+            lab.ablated = [3, 13]  # what the kernel computes
+            np.testing.assert_allclose(rows, lab.edited, atol=1e-6)
+            assert page.locator(".sw-error").text_content() == ""
+            # steering needs the kernel: the error area says so, the switches' result stays
+            slider = page.locator(".sw-slider").nth(0)
+            slider.focus()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function("() => document.querySelector('.sw-error').textContent.includes('static snapshot')")
+            rows_after = page.eval_on_selector_all(".sw-pred", "els => els.map(r => Number(r.dataset.edited))")
+            np.testing.assert_allclose(rows_after, lab.edited, atol=1e-6)
+            _clean(seen)
+        finally:
+            page.close()
