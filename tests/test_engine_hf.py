@@ -43,3 +43,66 @@ def test_block_and_attention_sites(gpt2):
     for k, t in gpt2.state_dict().items():
         assert torch.equal(t, before[k])
     assert all(not m._forward_hooks and "forward" not in m.__dict__ for m in gpt2.modules())
+
+
+# ---- FeatureLab on a language model: the prediction is read out of the ModelOutput
+
+
+def test_prediction_of_finds_the_prediction_in_common_outputs():
+    import dataclasses
+
+    from superwidgets.widgets.lab import prediction_of
+
+    t = torch.arange(6.0).reshape(2, 3)
+    assert prediction_of(t) is t
+    assert prediction_of({"hidden": t + 1, "logits": t}) is t
+    assert prediction_of((None, t)) is t
+
+    @dataclasses.dataclass
+    class Out:
+        note: str
+        scores: torch.Tensor
+
+    assert prediction_of(Out("x", t)) is t
+    seq = torch.arange(24.0).reshape(2, 4, 3)
+    assert torch.equal(prediction_of(seq), seq[:, -1])  # a language model: the next-token prediction
+    with pytest.raises(TypeError, match=r"pass output=\.\.\. to pick it"):
+        prediction_of(("no tensor", 3))
+
+
+def test_featurelab_on_a_language_model_shows_next_token_probabilities(gpt2):
+    ids = torch.randint(0, 50, (6, 7), generator=torch.Generator().manual_seed(2))
+    with sw.Lens(gpt2) as lens:
+        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", index=2)
+        assert len(lab.class_names) == 50 and len(lab.feature_names) == 32
+        with torch.no_grad():
+            want = gpt2(ids[2:3]).logits[:, -1].softmax(-1)[0].numpy()
+        assert lab.baseline == pytest.approx(want, abs=1e-6)
+        steer = lab.steer.copy()
+        steer[5] = 4.0
+        lab.steer = steer
+        assert lab.error == ""
+        with lens.off(), torch.no_grad():
+            h_steered = gpt2(ids[2:3]).logits  # edits off: the plain model again
+        assert torch.equal(h_steered[:, -1].softmax(-1)[0], torch.as_tensor(lab.baseline))
+        assert abs(lab.edited - lab.baseline).max() > 1e-4  # the steering reached the prediction
+
+
+def test_featurelab_refuses_a_vocabulary_it_cannot_draw_and_says_how_to_narrow_it(gpt2):
+    cfg = transformers.GPT2Config(
+        n_layer=1, n_embd=32, n_head=4, vocab_size=1500, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(0)
+    big = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, 1500, (3, 5), generator=torch.Generator().manual_seed(3))
+    with sw.Lens(big) as lens:
+        with pytest.raises(ValueError, match=r"1500 outputs per input.*output=lambda o: o.logits"):
+            sw.FeatureLab(lens, inputs=ids, site="transformer.h.0")
+        tokens = [7, 11, 42]
+        pick = lambda o: o.logits[:, -1, tokens]  # noqa: E731
+        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", output=pick, class_names=["a", "b", "c"])
+        assert lab.baseline.shape == (3,) and lab.baseline.sum() == pytest.approx(1.0, abs=1e-6)
+        with pytest.raises(ValueError, match=r"output=\.\.\. failed on the model's output: AttributeError"):
+            sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", output=lambda o: o.nope)
+        with pytest.raises(TypeError, match="output must be a function"):
+            sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", output="logits")
