@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import transformers  # in the test extras: a missing package fails the run
@@ -76,6 +77,9 @@ def test_featurelab_on_a_language_model_shows_next_token_probabilities(gpt2):
         lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", index=2)
         assert len(lab.class_names) == 50 and len(lab.feature_names) == 32
         with torch.no_grad():
+            h = lens.activations(ids[2:3], "transformer.h.0")["transformer.h.0"]
+        assert lab.activations == pytest.approx(h[0].mean(0).numpy(), abs=1e-6)  # positions averaged
+        with torch.no_grad():
             want = gpt2(ids[2:3]).logits[:, -1].softmax(-1)[0].numpy()
         assert lab.baseline == pytest.approx(want, abs=1e-6)
         steer = lab.steer.copy()
@@ -106,3 +110,15 @@ def test_featurelab_refuses_a_vocabulary_it_cannot_draw_and_says_how_to_narrow_i
             sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", output=lambda o: o.nope)
         with pytest.raises(TypeError, match="output must be a function"):
             sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", output="logits")
+
+
+def test_dashboard_on_a_language_model_measures_next_token_effects(gpt2):
+    from superwidgets.science.sae import ReLUSAE
+
+    ids = torch.randint(0, 50, (8, 6), generator=torch.Generator().manual_seed(4))
+    with sw.Lens(gpt2) as lens:
+        dash = sw.FeatureDashboard(lens, "transformer.h.0", ReLUSAE(32, 16, seed=0), ids, effect_sample=8)
+        assert len(dash.class_names) == 50 and dash.effect.shape == (16, 50)
+        assert dash.error == "" and np.isfinite(dash.effect).all()
+        lab = dash.open_in_lab()
+        assert len(lab.class_names) == 50 and lab.error == ""

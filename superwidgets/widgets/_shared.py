@@ -58,3 +58,92 @@ def _thumbnails(x: torch.Tensor, size: int = 24) -> np.ndarray:
     colors = _RGB[np.arange(c) % len(_RGB)] if c > 1 else np.ones((1, 3), np.float32)
     rgb = np.einsum("gchw,ck->gkhw", small, colors)
     return np.clip(rgb, 0, 1).astype(np.float32)
+
+
+#: Most outputs a widget draws (one bar or column per class); a vocabulary must be narrowed with ``output=``.
+MAX_CLASSES = 1000
+
+
+def prediction_of(out: Any) -> torch.Tensor:
+    """The prediction inside a model's output, as the widgets read it by default.
+
+    The output itself when it is a tensor; else its ``logits`` (a Hugging Face ``ModelOutput`` or a
+    dict), else the first tensor of a tuple, list, dict or dataclass. A 3-D result ``(batch,
+    positions, classes)`` (a language model's logits) gives its last position: the next-token
+    prediction.
+
+    Parameters
+    ----------
+    out : Any
+        What ``model(x)`` returned.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, ...)``.
+
+    Raises
+    ------
+    TypeError
+        No tensor in the output; the message says how to pick one with ``output=``.
+    """
+    import dataclasses
+
+    t: Any = out
+    if not isinstance(t, torch.Tensor):
+        if isinstance(t, dict) or hasattr(t, "keys"):
+            keys = list(t.keys())
+            t = t["logits"] if "logits" in keys else next((t[k] for k in keys if isinstance(t[k], torch.Tensor)), None)
+        elif isinstance(t, (tuple, list)):
+            t = next((v for v in t if isinstance(v, torch.Tensor)), None)
+        elif dataclasses.is_dataclass(t) and not isinstance(t, type):
+            vals = [getattr(t, f.name) for f in dataclasses.fields(t)]
+            t = next((v for v in vals if isinstance(v, torch.Tensor)), None)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"could not find a prediction tensor in the model's output ({type(out).__name__}); "
+            "pass output=... to pick it, e.g. output=lambda out: out.logits"
+        )
+    return t[:, -1] if t.ndim == 3 else t
+
+
+def check_output(output: Any) -> Any:
+    """Validate a widget's ``output=`` argument: ``None`` or a function of the model's output."""
+    if output is not None and not callable(output):
+        raise TypeError(f"output must be a function of the model's output, got {type(output).__name__}")
+    return output
+
+
+def pick_prediction(out: Any, output: Any = None) -> torch.Tensor:
+    """The prediction tensor of a model output: ``output(out)`` when given, else :func:`prediction_of`.
+
+    Raises
+    ------
+    ValueError
+        ``output`` raised (its error is named).
+    TypeError
+        No tensor, or a tensor that does not hold numbers.
+    """
+    if output is None:
+        t = prediction_of(out)
+    else:
+        try:
+            t = output(out)
+        except Exception as exc:
+            raise ValueError(f"output=... failed on the model's output: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"output=... must return a tensor (batch, classes), got {type(t).__name__}")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"the prediction must hold numbers (batch, classes); got dtype {t.dtype}")
+    return t
+
+
+def count_classes(prediction: torch.Tensor) -> int:
+    """Outputs per input of a prediction; more than :data:`MAX_CLASSES` is refused with how to narrow it."""
+    n_out = int(prediction.reshape(prediction.shape[0], -1).shape[1])
+    if n_out > MAX_CLASSES:
+        raise ValueError(
+            f"the model has {n_out} outputs per input, more than a widget draws ({MAX_CLASSES}); pick the "
+            "ones to show with output=..., e.g. output=lambda o: o.logits[:, -1, [ids of a few tokens]]"
+        )
+    return n_out

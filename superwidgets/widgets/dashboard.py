@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data.inputs import as_inputs as _inputs
 from ..engine import SAE, Ablate, Lens, Steer
-from ._shared import _corr, _ground_truth, _raw_table, _thumbnails
+from ._shared import _corr, _ground_truth, _raw_table, _thumbnails, check_output, count_classes, pick_prediction
 from .base import Array, WidgetBase, bundle
 from .lab import FeatureLab
 
@@ -74,6 +74,9 @@ class FeatureDashboard(WidgetBase):
         taken from ``inputs`` when it has them.
     readout : {"softmax", "sigmoid", "identity"}
         How outputs become the values whose change is measured.
+    output : callable, optional
+        Picks the prediction from what the model returns, as in :class:`FeatureLab` (default: the
+        tensor, its ``logits``, or its first tensor; a language model's last position).
     feature : int or str, optional
         Latent selected first (default: the first of the sorted list).
     sort_by : {"frequency", "max_activation", "effect", "index"}
@@ -244,6 +247,7 @@ class FeatureDashboard(WidgetBase):
         class_names: list[str] | None = None,
         ground_truth: Any = None,
         readout: str = "softmax",
+        output: Any = None,
         feature: int | str | None = None,
         sort_by: str = "frequency",
         sort_class: int = 0,
@@ -274,6 +278,7 @@ class FeatureDashboard(WidgetBase):
         self._site = site
         self._source = inputs
         self._readout_kind = readout
+        self._output = check_output(output)
         self._k, self._m, self._bins, self._chunk = int(top_k), int(fields), int(bins), int(chunk)
         self._effect_sample = int(effect_sample)
         self._X, labels, label_names = _inputs(inputs)
@@ -283,6 +288,8 @@ class FeatureDashboard(WidgetBase):
         self._records = self._record_table(inputs) if self._X.ndim == 2 else None
         self._lab: FeatureLab | None = None
         self._cache: OrderedDict[tuple[int, str, float], np.ndarray] = OrderedDict()
+        # one input first: an output too large to draw is refused before the cohort runs
+        count_classes(pick_prediction(lens.run(self._X[:1]).baseline, self._output))
         stats = self._precompute(sae)  # raises the engine's error on a width mismatch
         n_out = stats["base"].shape[1]
         class_names = list(class_names or label_names or [f"output {i}" for i in range(n_out)])
@@ -1013,7 +1020,7 @@ class FeatureDashboard(WidgetBase):
         return fields, raw[top][rows, fields].astype(np.float32), zt[rows, fields].astype(np.float32)
 
     def _readout_t(self, out: Any) -> torch.Tensor:
-        t = (out if isinstance(out, torch.Tensor) else torch.as_tensor(out)).detach().float()
+        t = pick_prediction(out, self._output).detach().float()
         t = t.reshape(t.shape[0], -1)
         if self._readout_kind == "softmax":
             return torch.softmax(t, 1)
@@ -1040,6 +1047,7 @@ class FeatureDashboard(WidgetBase):
                 index=start,
                 class_names=list(self.class_names),
                 readout=self._readout_kind,
+                output=self._output,
                 ground_truth=self._ground_truth_arg,
             )
             self._lab = lab

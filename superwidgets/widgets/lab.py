@@ -12,58 +12,23 @@ import traitlets
 from ..data.inputs import as_inputs as _inputs
 from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
 from ..engine.bases import Basis, as_vector
-from ._shared import _corr, _ground_truth, _raw_table, _thumbnails
+from ._shared import (
+    MAX_CLASSES,
+    _corr,
+    _ground_truth,
+    _raw_table,
+    _thumbnails,
+    check_output,
+    count_classes,
+    pick_prediction,
+    prediction_of,
+)
 from .base import Array, WidgetBase, bundle
 
-__all__ = ["FeatureLab"]
+__all__ = ["MAX_CLASSES", "FeatureLab", "prediction_of"]
 
 #: The live FeatureLab of each (lens, site): a new one replaces the old one's edits.
 _READOUTS = ("softmax", "sigmoid", "identity")
-#: Most outputs FeatureLab draws as bars; a larger output (a vocabulary) must be narrowed with ``output=``.
-MAX_CLASSES = 1000
-
-
-def prediction_of(out: Any) -> torch.Tensor:
-    """The prediction inside a model's output, as FeatureLab reads it by default.
-
-    The output itself when it is a tensor; else its ``logits`` (a Hugging Face ``ModelOutput`` or a
-    dict), else the first tensor of a tuple, list, dict or dataclass. A 3-D result ``(batch,
-    positions, classes)`` (a language model's logits) gives its last position: the next-token
-    prediction.
-
-    Parameters
-    ----------
-    out : Any
-        What ``model(x)`` returned.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(batch, ...)``.
-
-    Raises
-    ------
-    TypeError
-        No tensor in the output; the message says how to pick one with ``output=``.
-    """
-    import dataclasses
-
-    t: Any = out
-    if not isinstance(t, torch.Tensor):
-        if isinstance(t, dict) or hasattr(t, "keys"):
-            keys = list(t.keys())
-            t = t["logits"] if "logits" in keys else next((t[k] for k in keys if isinstance(t[k], torch.Tensor)), None)
-        elif isinstance(t, (tuple, list)):
-            t = next((v for v in t if isinstance(v, torch.Tensor)), None)
-        elif dataclasses.is_dataclass(t) and not isinstance(t, type):
-            vals = [getattr(t, f.name) for f in dataclasses.fields(t)]
-            t = next((v for v in vals if isinstance(v, torch.Tensor)), None)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(
-            f"FeatureLab could not find a prediction tensor in the model's output ({type(out).__name__}); "
-            "pass output=... to pick it, e.g. output=lambda out: out.logits"
-        )
-    return t[:, -1] if t.ndim == 3 else t
 
 
 class FeatureLab(WidgetBase):
@@ -250,9 +215,7 @@ class FeatureLab(WidgetBase):
         self._cohort_k = int(cohort_top)
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
-        if output is not None and not callable(output):
-            raise TypeError(f"output must be a function of the model's output, got {type(output).__name__}")
-        self._output = output
+        self._output = check_output(output)
         self._lens = lens
         self._X, labels, label_names = _inputs(inputs)
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
@@ -267,12 +230,7 @@ class FeatureLab(WidgetBase):
         width = int(shape[1] if len(shape) == 4 else shape[-1])
         feature_names = self._basis.names(width)
         self._width = width
-        n_out = int(self._prediction(lens.run(x0).baseline).reshape(1, -1).shape[1])
-        if n_out > MAX_CLASSES:
-            raise ValueError(
-                f"the model has {n_out} outputs per input, more than FeatureLab draws ({MAX_CLASSES}); pick the "
-                "ones to show with output=..., e.g. output=lambda o: o.logits[:, -1, [ids of a few tokens]]"
-            )
+        n_out = count_classes(self._prediction(lens.run(x0).baseline))
         class_names = class_names or label_names or [f"output {i}" for i in range(n_out)]
         if len(class_names) != n_out:
             raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
@@ -688,18 +646,7 @@ class FeatureLab(WidgetBase):
 
     def _prediction(self, out: Any) -> torch.Tensor:
         """The prediction tensor of a model output (``output=`` or :func:`prediction_of`), checked."""
-        if self._output is None:
-            t = prediction_of(out)
-        else:
-            try:
-                t = self._output(out)
-            except Exception as exc:
-                raise ValueError(f"output=... failed on the model's output: {type(exc).__name__}: {exc}") from exc
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"output=... must return a tensor (batch, classes), got {type(t).__name__}")
-        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-            raise TypeError(f"the prediction must hold numbers (batch, classes); got dtype {t.dtype}")
-        return t
+        return pick_prediction(out, self._output)
 
     def _readout_rows(self, out: Any) -> np.ndarray:
         t = self._prediction(out).detach().float()
@@ -725,9 +672,12 @@ class FeatureLab(WidgetBase):
         return self._project(acts)[0].astype(np.float32)
 
     def _project(self, acts: torch.Tensor) -> np.ndarray:
-        """Feature coordinates ``(n, k)`` of site activations (conv maps averaged over space)."""
+        """Feature coordinates ``(n, k)`` of site activations (conv maps, sequences: averaged over space, positions)."""
         h = acts.float()
-        h = h.movedim(1, -1).mean(dim=(1, 2)) if h.ndim == 4 else h.reshape(h.shape[0], -1)
+        if h.ndim == 4:  # conv maps (n, C, H, W): averaged over space
+            h = h.movedim(1, -1).mean(dim=(1, 2))
+        elif h.ndim >= 3:  # sequences (n, positions, d), feature axis last: averaged over positions
+            h = h.mean(dim=tuple(range(1, h.ndim - 1)))
         vecs = self._basis.vectors(self._width)
         if vecs is not None:
             h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
