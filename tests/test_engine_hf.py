@@ -74,7 +74,11 @@ def test_prediction_of_finds_the_prediction_in_common_outputs():
 def test_featurelab_on_a_language_model_shows_next_token_probabilities(gpt2):
     ids = torch.randint(0, 50, (6, 7), generator=torch.Generator().manual_seed(2))
     with sw.Lens(gpt2) as lens:
-        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", index=2)
+        words = [" ".join(f"w{int(t)}" for t in row) for row in ids]  # what a tokenizer's batch_decode gives
+        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", index=2, captions=words)
+        assert lab.input_label == f"input 2 · {words[2]}"
+        with pytest.raises(ValueError, match="captions must have one text per input"):
+            sw.FeatureLab(lens, inputs=ids, site="transformer.h.0", captions=words[:2])
         assert len(lab.class_names) == 50 and len(lab.feature_names) == 32
         with torch.no_grad():
             h = lens.activations(ids[2:3], "transformer.h.0")["transformer.h.0"]

@@ -78,6 +78,9 @@ class FeatureLab(WidgetBase):
         correlation with each factor: polysemanticity made visible.
     gallery : int
         Number of thumbnails in the image gallery (images only).
+    captions : list of str, optional
+        One text per input, shown next to its number (e.g. the decoded text of a token sequence:
+        ``captions=tokenizer.batch_decode(ids)``).
 
     Notes
     -----
@@ -207,6 +210,7 @@ class FeatureLab(WidgetBase):
         cohort_top: int = 10,
         ground_truth: Any = None,
         gallery: int = 24,
+        captions: list[str] | None = None,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
@@ -218,6 +222,11 @@ class FeatureLab(WidgetBase):
         self._output = check_output(output)
         self._lens = lens
         self._X, labels, label_names = _inputs(inputs)
+        if captions is not None:
+            captions = [str(c) for c in captions]
+            if len(captions) != len(self._X):
+                raise ValueError(f"captions must have one text per input ({len(self._X)}), got {len(captions)}")
+        self._captions = captions
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
         self._labels = labels
@@ -684,9 +693,12 @@ class FeatureLab(WidgetBase):
         return h.cpu().numpy()
 
     def _label(self, index: int) -> str:
-        if self._labels is None:
-            return f"input {index}"
-        return f"input {index} · true: {self._labels[index]}"
+        parts = [f"input {index}"]
+        if self._captions is not None:
+            parts.append(self._captions[index])
+        if self._labels is not None:
+            parts.append(f"true: {self._labels[index]}")
+        return " · ".join(parts)
 
     def _default_steer_max(self, site: str) -> float:
         sample = self._X[: min(len(self._X), 1024)]
