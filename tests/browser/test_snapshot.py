@@ -203,3 +203,33 @@ def test_featurelab_snapshot_switches_features_offline(browser, tmp_path):
             _clean(seen)
         finally:
             page.close()
+
+
+def test_alignment_snapshot_links_the_panels_on_hover_offline(browser, tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], [20, 15, 10])
+    base = (rng.standard_normal((3, 4)) * 4)[labels] + rng.standard_normal((45, 4))
+    q = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    view = sw.AlignmentView(base, base @ q, labels_a=labels, labels_b=labels, paired=True)
+    path = tmp_path / "align.html"
+    view.to_html(path)
+    page, seen = _open(browser, path)
+    try:
+        can_a, can_b = page.locator("canvas.sw-embed-a"), page.locator("canvas.sw-embed-b")
+        ox, oy, k = (float(v) for v in can_a.get_attribute("data-transform").split(","))
+        screen = [(ox + k * x, oy - k * y) for x, y in view.embed_a.tolist()]
+        def clearance(i: int) -> float:  # the point with most room around it on screen, so the mouse hits it
+            return min((screen[i][0] - p[0]) ** 2 + (screen[i][1] - p[1]) ** 2 for j, p in enumerate(screen) if j != i)
+
+        i = max(range(len(screen)), key=clearance)
+        box = can_a.bounding_box()
+        scale = box["width"] / 240
+        page.mouse.move(box["x"] + screen[i][0] * scale, box["y"] + screen[i][1] * scale)
+        page.wait_for_function("(i) => document.querySelector('canvas.sw-embed-a').dataset.hover === String(i)", arg=i)
+        highlighted = [int(j) for j in can_b.get_attribute("data-highlight").split(",")]
+        w = view.coupling[i]
+        assert highlighted[0] == int(np.argmax(w)) and i in highlighted  # its mass goes to its partner
+        assert page.locator("#sw-snapshot-note").get_attribute("class") is None  # hovering needs no kernel
+        _clean(seen)
+    finally:
+        page.close()
