@@ -149,7 +149,8 @@ def snapshot_html(widget: Any, title: str | None = None, replies: list[dict[str,
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     note = (
         f"Static snapshot of a {name}, saved {stamp} with superwidgets {__version__}. "
-        "It shows the state it was saved in; the controls need a running Jupyter kernel."
+        "It shows the state it was saved in; controls whose answers were saved with it work, the others "
+        "need a running Jupyter kernel and say so."
     )
     return _PAGE.format(
         version=html.escape(__version__),
