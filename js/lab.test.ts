@@ -25,6 +25,8 @@ function baseState(over: Partial<LabState> = {}): LabState {
     channel_names: [],
     selected: -1,
     spatial: null,
+    positions: null,
+    input_tokens: [],
     gallery: null,
     gallery_indices: null,
     factor_names: [],
@@ -282,5 +284,28 @@ describe("record form", () => {
     select!.value = "3";
     select!.dispatchEvent(new Event("change", { bubbles: true }));
     expect(model.sent[model.sent.length - 1]?.content).toMatchObject({ type: "record", values: { genotype: 3 } });
+  });
+});
+
+describe("token inputs", () => {
+  test("the shown input's tokens, as text, highlighted by the selected feature at each position", () => {
+    mount({ input_tokens: ["The", " cat", "<img src=x onerror=alert(1)>"], selected: 1, positions: wire([0.5, -1, 0]) });
+    const chips = $$(".sw-token");
+    expect(chips.map((c) => c.textContent)).toEqual(["The", " cat", "<img src=x onerror=alert(1)>"]);
+    expect(el.querySelector(".sw-token img")).toBeNull();
+    expect(chips.map((c) => Number(c.dataset.act))).toEqual([0.5, -1, 0]);
+    expect(chips[1].style.background).toContain("25, 118, 210"); // negative: blue, strongest
+    expect($(".sw-tokens-title").textContent).toContain("at each token");
+    expect($<HTMLElement>(".sw-token-panel").hidden).toBe(false);
+  });
+
+  test("no selection: tokens without highlight; no tokens: the panel is hidden", () => {
+    mount({ input_tokens: ["a", "b"], selected: -1, positions: null });
+    expect($$(".sw-token").every((c) => c.dataset.act === undefined)).toBe(true);
+    expect($(".sw-tokens-title").textContent).toContain("click a feature");
+    cleanup();
+    el.replaceChildren();
+    mount({ input_tokens: [] });
+    expect($<HTMLElement>(".sw-token-panel").hidden).toBe(true);
   });
 });

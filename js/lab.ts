@@ -29,6 +29,8 @@ export interface LabState {
   channel_names: string[];
   selected: number;
   spatial: WireArray | null;
+  positions: WireArray | null;
+  input_tokens: string[];
   gallery: WireArray | null;
   gallery_indices: WireArray | null;
   factor_names: string[];
@@ -117,6 +119,10 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     h("div", { class: "sw-image-controls" }, undefined, [channel, h("label", {}, undefined, [overlay, h("span", {}, "map")])]),
     gallery,
   ]);
+  // token inputs: the shown input's tokens, highlighted by the selected feature's activation per position
+  const tokensTitle = h("div", { class: "sw-tokens-title" });
+  const tokens = h("div", { class: "sw-tokens", role: "list", "aria-label": "input tokens" });
+  const tokenPanel = h("section", { class: "sw-token-panel" }, undefined, [h("h4", {}, "input"), tokensTitle, tokens]);
   const recordFields = h("div", { class: "sw-record-fields" });
   const recordReset = control(h("button", { type: "button", class: "sw-record-reset" }, "restore record"));
   const recordSummary = h("summary", {}, "record (original units, editable)");
@@ -132,6 +138,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     error,
     h("div", { class: "sw-body" }, undefined, [
       imagePanel,
+      tokenPanel,
       h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, recordPanel, cohort]),
       h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features, gtPanel]),
     ]),
@@ -263,6 +270,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     }
     renderCohort();
     renderImage();
+    renderTokens();
     renderRecord();
     renderGroundTruth();
     label.textContent = model.get("input_label");
@@ -436,6 +444,35 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       if (document.activeElement !== inp) inp.value = inp.tagName === "SELECT" ? String(Math.round(v)) : String(Number(v.toPrecision(6)));
     });
     recordPanel.classList.toggle("sw-edited", model.get("record_edited"));
+  }
+
+  function renderTokens(): void {
+    const toks = model.get("input_tokens") ?? [];
+    tokenPanel.hidden = toks.length === 0;
+    if (toks.length === 0) return;
+    const acts = decodeArray(model.get("positions"));
+    const sel = model.get("selected");
+    const fname = model.get("feature_names")[sel];
+    const shown = acts !== null && acts.length === toks.length && sel >= 0;
+    tokensTitle.textContent = shown
+      ? `${fname} at each token (edited)`
+      : acts !== null && sel >= 0
+        ? `${fname}: the site has ${acts.length} positions for ${toks.length} tokens`
+        : "click a feature's name to see it at each token";
+    const amax = shown ? Math.max(1e-9, ...Array.from(acts, Math.abs)) : 1;
+    tokens.replaceChildren(
+      ...toks.map((t, i) => {
+        const chip = h("span", { class: "sw-token", role: "listitem" }, t);
+        if (shown) {
+          const a = acts[i];
+          const alpha = Math.min(1, Math.abs(a) / amax) * 0.85;
+          chip.dataset.act = String(a);
+          chip.title = `${t}: ${a.toFixed(3)}`;
+          chip.style.background = a >= 0 ? `rgba(230, 126, 0, ${alpha.toFixed(3)})` : `rgba(25, 118, 210, ${alpha.toFixed(3)})`;
+        }
+        return chip;
+      }),
+    );
   }
 
   function renderGroundTruth(): void {

@@ -126,3 +126,23 @@ def test_dashboard_on_a_language_model_measures_next_token_effects(gpt2):
         assert dash.error == "" and np.isfinite(dash.effect).all()
         lab = dash.open_in_lab()
         assert len(lab.class_names) == 50 and lab.error == ""
+
+
+def test_featurelab_highlights_a_feature_at_each_token(gpt2):
+    ids = torch.randint(0, 50, (5, 6), generator=torch.Generator().manual_seed(5))
+    toks = [[f"t{int(t)}" for t in row] for row in ids]
+    with sw.Lens(gpt2) as lens:
+        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.1", index=1, tokens=toks)
+        assert lab.input_tokens == toks[1] and lab.positions is None  # nothing selected yet
+        lab.ablated = [4]
+        lab.select(4)
+        edited = lens.activations(ids[1:2], "transformer.h.1", edited=True)["transformer.h.1"]
+        assert lab.positions.shape == (6,)
+        assert lab.positions == pytest.approx(edited[0, :, 4].numpy(), abs=1e-6)
+        assert not lab.positions.any()  # ablated: zero at every position
+        lab.ablated = []  # an edit refreshes the highlight without re-selecting
+        assert lab.positions.any()
+        lab.index = 3
+        assert lab.input_tokens == toks[3]
+        with pytest.raises(ValueError, match="one list of token strings per input"):
+            sw.FeatureLab(lens, inputs=ids, site="transformer.h.1", tokens=toks[:2])

@@ -81,6 +81,10 @@ class FeatureLab(WidgetBase):
     captions : list of str, optional
         One text per input, shown next to its number (e.g. the decoded text of a token sequence:
         ``captions=tokenizer.batch_decode(ids)``).
+    tokens : list of list of str, optional
+        Each input's tokens (e.g. ``[tokenizer.convert_ids_to_tokens(row) for row in ids]``). The
+        input panel then shows the shown input's tokens, and at a sequence site ``(n, positions, d)``
+        the selected feature's edited activation highlights each token.
 
     Notes
     -----
@@ -163,6 +167,12 @@ class FeatureLab(WidgetBase):
     spatial = Array()
     """ndarray float32 (h, w): Edited activation map of ``selected`` at a convolutional site; ``None`` otherwise."""
 
+    positions = Array()
+    """ndarray float32 (P,): Edited activation of ``selected`` per position at a sequence site; ``None`` otherwise."""
+
+    input_tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list of str: Tokens of the shown input (``tokens=``); empty when none were given. Default ``[]``."""
+
     gallery = Array()
     """ndarray float32 (G, 3, t, t): RGB thumbnails of the gallery inputs (images only)."""
 
@@ -211,6 +221,7 @@ class FeatureLab(WidgetBase):
         ground_truth: Any = None,
         gallery: int = 24,
         captions: list[str] | None = None,
+        tokens: list[list[str]] | None = None,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
@@ -227,6 +238,11 @@ class FeatureLab(WidgetBase):
             if len(captions) != len(self._X):
                 raise ValueError(f"captions must have one text per input ({len(self._X)}), got {len(captions)}")
         self._captions = captions
+        if tokens is not None:
+            if isinstance(tokens, str) or len(tokens) != len(self._X):
+                raise ValueError(f"tokens must have one list of token strings per input ({len(self._X)})")
+            tokens = [[str(t) for t in row] for row in tokens]
+        self._tokens = tokens
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
         self._labels = labels
@@ -553,16 +569,19 @@ class FeatureLab(WidgetBase):
         f = self.selected
         if f < 0:
             self.spatial = None
+            self.positions = None
             self.gt_corr = None
             return
         acts = self._lens.activations(x, self.site, edited=True)[self.site].float()
-        if acts.ndim == 4:
-            h = acts[0].movedim(0, -1)  # (h, w, C)
-            vecs = self._basis.vectors(self._width)
-            m = h[..., f] if vecs is None else h @ (vecs[f] / vecs[f].norm())
-            self.spatial = m.cpu().numpy().astype(np.float32)
-        else:
-            self.spatial = None
+        vecs = self._basis.vectors(self._width)
+        self.spatial = self.positions = None
+        if acts.ndim in (3, 4):
+            h = acts[0].movedim(0, -1) if acts.ndim == 4 else acts[0]  # (h, w, C) or (positions, d)
+            m = (h[..., f] if vecs is None else h @ (vecs[f] / vecs[f].norm())).cpu().numpy().astype(np.float32)
+            if acts.ndim == 4:
+                self.spatial = m
+            else:
+                self.positions = m
         if self._factors is not None:
             coords = self._all_coordinates()[:, f]
             self.gt_corr = _corr(coords, self._factors)
@@ -628,6 +647,7 @@ class FeatureLab(WidgetBase):
         self.edited = self._readout(result.edited)
         self.activations = self._coordinates(acts)
         self.input_label = self._label(index)
+        self.input_tokens = self._tokens[index] if self._tokens is not None else []
         if self._X.ndim == 4:
             self.image = _as_image(self._X[index])
         if self._raw is not None:

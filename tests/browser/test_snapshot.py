@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import superwidgets as sw
 from superwidgets.science.sae import ReLUSAE
@@ -230,6 +231,35 @@ def test_alignment_snapshot_links_the_panels_on_hover_offline(browser, tmp_path)
         w = view.coupling[i]
         assert highlighted[0] == int(np.argmax(w)) and i in highlighted  # its mass goes to its partner
         assert page.locator("#sw-snapshot-note").get_attribute("class") is None  # hovering needs no kernel
+        _clean(seen)
+    finally:
+        page.close()
+
+
+def test_featurelab_on_a_language_model_highlights_tokens(browser, tmp_path):
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    cfg = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, 50, (4, 6), generator=torch.Generator().manual_seed(6))
+    toks = [[XSS if j == 2 else f" w{int(t)}" for j, t in enumerate(row)] for row in ids]
+    with sw.Lens(gpt2) as lens:
+        lab = sw.FeatureLab(lens, inputs=ids, site="transformer.h.1", tokens=toks, output=lambda o: o.logits[:, -1, :6])
+        lab.select(7)
+        path = tmp_path / "lm.html"
+        lab.to_html(path)
+    page, seen = _open(browser, path)
+    try:
+        chips = page.locator(".sw-token")
+        assert chips.count() == 6
+        assert chips.nth(2).text_content() == XSS and page.locator(".sw-token-panel img").count() == 0
+        acts = [float(v) for v in chips.evaluate_all("cs => cs.map(c => c.dataset.act)")]
+        np.testing.assert_allclose(acts, lab.positions, atol=1e-6)
+        assert len(page.locator(".sw-pred").all()) == 6
         _clean(seen)
     finally:
         page.close()
