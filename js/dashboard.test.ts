@@ -33,6 +33,8 @@ function baseState(over: Partial<DashboardState> = {}): DashboardState {
     top_labels: ["benign", XSS],
     top_images: null,
     top_maps: null,
+    top_tokens: [],
+    top_positions: null,
     field_names: ["radius", "texture", "area"],
     field_units: ["mm", "", ""],
     top_fields: wireI32([0, 2, 1, 0], [2, 2]),
@@ -274,5 +276,28 @@ describe("FeatureDashboard view", () => {
     const svg = histogram(Int32Array.from([1, 0, 2]), Float32Array.from([-1, -0.1, 0.1, 1]), "x", true);
     const cls = Array.from(svg.querySelectorAll("rect")).map((r) => r.getAttribute("class"));
     expect(cls).toEqual(["sw-bin sw-neg", "sw-bin sw-zero", "sw-bin sw-pos"]);
+  });
+});
+
+describe("token inputs", () => {
+  test("top inputs show their tokens as text, shaded by the latent's code at each position", () => {
+    mount({
+      top_indices: wireI32([4, 1]),
+      top_values: wire([3, 2.5]),
+      top_labels: ["", ""],
+      top_fields: null,
+      top_field_values: null,
+      top_field_z: null,
+      top_tokens: [["a", XSS, "c"], ["d", "e", "f"]],
+      top_positions: wire([0, 3, 1, 2.5, 0, 0], [2, 3]),
+    });
+    const strips = $$(".sw-example .sw-tokens");
+    expect(strips).toHaveLength(2);
+    const chips = [...strips[0].querySelectorAll<HTMLElement>(".sw-token")];
+    expect(chips.map((c) => c.textContent)).toEqual(["a", XSS, "c"]);
+    expect(el.querySelector(".sw-example img")).toBeNull();
+    expect(chips.map((c) => Number(c.dataset.act))).toEqual([0, 3, 1]);
+    expect(chips[1].style.background).toContain("0.85"); // the peak is the strongest shade
+    expect(chips[0].style.background).toContain("0.000"); // zero code: unshaded
   });
 });

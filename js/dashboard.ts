@@ -6,7 +6,7 @@
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
-import { control, Disposer, factorRows, h, signed } from "./lib/dom";
+import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./dashboard.css";
@@ -38,6 +38,8 @@ export interface DashboardState {
   field_names: string[];
   field_units: string[];
   top_fields: WireArray | null;
+  top_tokens: string[][];
+  top_positions: WireArray | null;
   top_field_values: WireArray | null;
   top_field_z: WireArray | null;
   effect_mode: string;
@@ -386,6 +388,11 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
     const fvals = decodeArray(model.get("top_field_values"));
     const fz = decodeArray(model.get("top_field_z"));
     const m = fieldsWire ? (fieldsWire.shape[1] ?? 0) : 0;
+    const toks = model.get("top_tokens") ?? [];
+    const posWire = model.get("top_positions");
+    const pos = decodeArray(posWire);
+    const span = posWire ? (posWire.shape[1] ?? 0) : 0;
+    const posPeak = pos ? Math.max(1e-9, ...Array.from(pos, Math.abs)) : 1;
     examples.dataset.feature = String(model.get("selected"));
     examples.dataset.count = String(idx.length);
     if (idx.length === 0) {
@@ -412,6 +419,10 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
           item.append(canvas, h("div", { class: "sw-caption" }, caption));
         } else {
           item.append(h("div", { class: "sw-caption" }, caption));
+          if (toks[j]) {
+            const row = pos && span === toks[j].length ? pos.subarray(j * span, (j + 1) * span) : null;
+            item.append(tokenStrip(toks[j], row, posPeak));
+          }
           if (fields && fvals && fz && m > 0) {
             item.append(
               h(

@@ -6,7 +6,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { scaleLinear } from "d3-scale";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
-import { control, Disposer, factorRows, h, signed } from "./lib/dom";
+import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./lab.css";
@@ -460,19 +460,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
         ? `${fname}: the site has ${acts.length} positions for ${toks.length} tokens`
         : "click a feature's name to see it at each token";
     const amax = shown ? Math.max(1e-9, ...Array.from(acts, Math.abs)) : 1;
-    tokens.replaceChildren(
-      ...toks.map((t, i) => {
-        const chip = h("span", { class: "sw-token", role: "listitem" }, t);
-        if (shown) {
-          const a = acts[i];
-          const alpha = Math.min(1, Math.abs(a) / amax) * 0.85;
-          chip.dataset.act = String(a);
-          chip.title = `${t}: ${a.toFixed(3)}`;
-          chip.style.background = a >= 0 ? `rgba(230, 126, 0, ${alpha.toFixed(3)})` : `rgba(25, 118, 210, ${alpha.toFixed(3)})`;
-        }
-        return chip;
-      }),
-    );
+    tokens.replaceChildren(...tokenStrip(toks, shown ? acts : null, amax).childNodes);
   }
 
   function renderGroundTruth(): void {

@@ -146,3 +146,26 @@ def test_featurelab_highlights_a_feature_at_each_token(gpt2):
         assert lab.input_tokens == toks[3]
         with pytest.raises(ValueError, match="one list of token strings per input"):
             sw.FeatureLab(lens, inputs=ids, site="transformer.h.1", tokens=toks[:2])
+
+
+def test_dashboard_shows_top_inputs_as_tokens_with_the_latent_per_position(gpt2):
+    from superwidgets.science.sae import ReLUSAE
+
+    ids = torch.randint(0, 50, (10, 6), generator=torch.Generator().manual_seed(7))
+    toks = [[f"t{int(t)}" for t in row] for row in ids]
+    sae = ReLUSAE(32, 16, seed=0)
+    with sw.Lens(gpt2) as lens:
+        dash = sw.FeatureDashboard(lens, "transformer.h.1", sae, ids, effect_sample=10, tokens=toks, top_k=3)
+        f = int(dash.selected)
+        top = [int(i) for i in dash.top_indices]
+        assert dash.top_tokens == [toks[i] for i in top]
+        h = lens.activations(ids[top], "transformer.h.1")["transformer.h.1"]
+        with torch.no_grad():
+            codes = sae.encode(h)[..., f].numpy()
+        assert dash.top_positions.shape == (len(top), 6)
+        assert dash.top_positions == pytest.approx(codes, abs=1e-6)
+        assert dash.top_values == pytest.approx(codes.max(1), abs=1e-6)  # an input ranks by its strongest token
+        lab = dash.open_in_lab()
+        assert lab.input_tokens == toks[lab.index]
+        with pytest.raises(ValueError, match="one list of token strings per input"):
+            sw.FeatureDashboard(lens, "transformer.h.1", sae, ids, tokens=toks[:3])

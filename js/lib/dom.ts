@@ -95,3 +95,26 @@ export function rgbOf(css: string): [number, number, number] {
   const m = /rgb\((\d+), ?(\d+), ?(\d+)\)/.exec(css);
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
 }
+
+/**
+ * Tokens as text chips (`.sw-tokens` of `.sw-token`), each shaded by its value: orange for positive,
+ * blue for negative, opacity |value| / `peak`; `data-act` and the tooltip carry the value.
+ */
+export function tokenStrip(tokens: string[], values: ArrayLike<number> | null, peak: number, label = "tokens"): HTMLElement {
+  return h(
+    "div",
+    { class: "sw-tokens", role: "list", "aria-label": label },
+    undefined,
+    tokens.map((t, i) => {
+      const chip = h("span", { class: "sw-token", role: "listitem" }, t);
+      if (values) {
+        const a = values[i];
+        const alpha = (Math.min(1, Math.abs(a) / Math.max(peak, 1e-9)) * 0.85).toFixed(3);
+        chip.dataset.act = String(a);
+        chip.title = `${t}: ${a.toFixed(3)}`;
+        chip.style.background = a >= 0 ? `rgba(230, 126, 0, ${alpha})` : `rgba(25, 118, 210, ${alpha})`;
+      }
+      return chip;
+    }),
+  );
+}

@@ -99,6 +99,10 @@ class FeatureDashboard(WidgetBase):
     lab : FeatureLab, optional
         A FeatureLab on the same lens and site with basis ``sw.SAE(sae)`` to
         click through to (see :meth:`link`).
+    tokens : list of list of str, optional
+        Each input's tokens. The top-activating inputs are then shown as text with the latent's code
+        highlighting each token (at a sequence site ``(n, positions, d)``), and a FeatureLab opened
+        from here gets them too.
     chunk : int
         Inputs per forward pass while precomputing codes.
 
@@ -184,6 +188,13 @@ class FeatureDashboard(WidgetBase):
     """ndarray float32 (k, h, w): The selected latent's code at each position of each top input (convolutional
     sites); ``None`` otherwise."""
 
+    top_tokens = traitlets.List(traitlets.List(traitlets.Unicode())).tag(sync=True)
+    """list of list of str: Tokens of each top-activating input (``tokens=``); empty when none were given."""
+
+    top_positions = Array()
+    """ndarray float32 (k, P): The selected latent's code at each position of each top input (sequence sites);
+    ``None`` otherwise."""
+
     field_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """list of str: Field names of record inputs. Default ``[]``."""
 
@@ -258,6 +269,7 @@ class FeatureDashboard(WidgetBase):
         bins: int = 30,
         steer_max: float | None = None,
         lab: FeatureLab | None = None,
+        tokens: list[list[str]] | None = None,
         chunk: int = 1024,
     ) -> None:
         if isinstance(model, Lens):
@@ -283,6 +295,11 @@ class FeatureDashboard(WidgetBase):
         self._effect_sample = int(effect_sample)
         self._X, labels, label_names = _inputs(inputs)
         self._labels = labels
+        if tokens is not None:
+            if isinstance(tokens, str) or len(tokens) != len(self._X):
+                raise ValueError(f"tokens must have one list of token strings per input ({len(self._X)})")
+            tokens = [[str(t) for t in row] for row in tokens]
+        self._tokens = tokens
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._ground_truth_arg = ground_truth
         self._records = self._record_table(inputs) if self._X.ndim == 2 else None
@@ -941,6 +958,11 @@ class FeatureDashboard(WidgetBase):
             if self._conv and top.size:
                 maps = self._codes(self._X[t])[..., f].cpu().numpy().astype(np.float32)
         rec = self._record_views(top) if self._records is not None else None
+        positions = None
+        if self._tokens is not None and not self._conv and top.size:
+            codes = self._codes(self._X[torch.from_numpy(top.astype(np.int64))])
+            if codes.ndim == 3:  # (k, positions, latents): a sequence site
+                positions = codes[..., f].cpu().numpy().astype(np.float32)
         gt = _corr(col.astype(np.float64), self._factors) if self._factors is not None else None
 
         self.selected = f
@@ -955,6 +977,8 @@ class FeatureDashboard(WidgetBase):
         self.top_labels = [self._labels[i] if self._labels is not None else "" for i in top]
         self.top_images = images
         self.top_maps = maps
+        self.top_tokens = [self._tokens[i] for i in top] if self._tokens is not None else []
+        self.top_positions = positions
         if rec is not None:
             self.top_fields, self.top_field_values, self.top_field_z = rec
         self.effect_hist = ehist.astype(np.int32)
@@ -1049,6 +1073,7 @@ class FeatureDashboard(WidgetBase):
                 readout=self._readout_kind,
                 output=self._output,
                 ground_truth=self._ground_truth_arg,
+                tokens=self._tokens,
             )
             self._lab = lab
             notice = f"opened {self.feature_names[f]} in a new FeatureLab: display it with dash.lab"

@@ -263,3 +263,34 @@ def test_featurelab_on_a_language_model_highlights_tokens(browser, tmp_path):
         _clean(seen)
     finally:
         page.close()
+
+
+def test_dashboard_on_a_language_model_shows_top_inputs_as_highlighted_tokens(browser, tmp_path):
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    cfg = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, 50, (12, 6), generator=torch.Generator().manual_seed(8))
+    toks = [[f" w{int(t)}" for t in row] for row in ids]
+    with sw.Lens(gpt2) as lens:
+        dash = sw.FeatureDashboard(
+            lens, "transformer.h.1", ReLUSAE(32, 8, seed=0), ids, tokens=toks, top_k=4, effect_sample=12,
+            output=lambda o: o.logits[:, -1, :5],
+        )  # fmt: skip
+        path = tmp_path / "lm-dash.html"
+        dash.to_html(path)
+    page, seen = _open(browser, path)
+    try:
+        strips = page.locator(".sw-example .sw-tokens")
+        assert strips.count() == len(dash.top_indices)
+        acts = strips.first.locator(".sw-token").evaluate_all("cs => cs.map(c => Number(c.dataset.act))")
+        np.testing.assert_allclose(acts, dash.top_positions[0], atol=1e-6)
+        texts = strips.first.locator(".sw-token").evaluate_all("cs => cs.map(c => c.textContent)")
+        assert texts == dash.top_tokens[0]
+        _clean(seen)
+    finally:
+        page.close()
