@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["WEIGHTS", "Entry", "NeuronCNN", "NeuronRecordMLP", "available", "build", "card", "load"]
+__all__ = [
+    "WEIGHTS", "CharTransformer", "Entry", "NeuronCNN", "NeuronRecordMLP", "available", "build", "card", "load"
+]
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -283,6 +285,104 @@ def _neuron_entry(name: str, kind: str, width: int) -> Entry:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# A character-level language model on Python's help pages
+# --------------------------------------------------------------------------------------------
+
+#: Context (characters) of ``char-lm``.
+CHAR_CONTEXT = 64
+
+
+class CharBlock(nn.Module):
+    """Pre-LayerNorm transformer block: causal self-attention, then an MLP, each added to the stream.
+
+    Sites: ``attn`` (attention output), ``mlp.1`` (the GELU neurons, ``4·d`` of them), ``mlp``
+    (MLP output); the block itself outputs the residual stream.
+    """
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.attn = nn.Linear(d, d)  # output projection: its output is the attention's contribution
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + attn(ln1(x))``, then ``+ mlp(ln2(·))``; ``x`` is ``(n, T, d)``."""
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        q, k, v = (z.reshape(n, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn(a.transpose(1, 2).reshape(n, t, d))
+        return x + self.mlp(self.ln2(x))
+
+
+@torch.fx.wrap
+def _check_ids(ids: torch.Tensor, vocab: int, context: int) -> torch.Tensor:
+    if ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"char-lm reads integer character ids of shape (n, T); got {tuple(ids.shape)} {ids.dtype} "
+            "(encode text with data.encode(s))"
+        )
+    if ids.shape[1] > context:
+        raise ValueError(f"char-lm reads at most {context} characters; got {ids.shape[1]} (keep the last {context})")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise ValueError(f"character ids must be in 0..{vocab - 1}")
+    return ids
+
+
+class CharTransformer(nn.Module):
+    """A tiny GPT-style character model: embeddings → ``layers`` blocks → LayerNorm → next-character logits.
+
+    ``forward(ids)`` maps ``(n, T)`` ids (``T ≤ context``) to ``(n, T, vocab)`` logits; widgets read the
+    last position (the next character). Sites: ``embed``, ``blocks.i`` (residual stream after block
+    ``i``), ``blocks.i.attn``, ``blocks.i.mlp.1`` (GELU neurons), ``blocks.i.mlp``, ``ln_f``, ``head``.
+    """
+
+    def __init__(self, vocab: int, d: int = 64, heads: int = 4, layers: int = 2, context: int = CHAR_CONTEXT) -> None:
+        super().__init__()
+        self.vocab, self.context = vocab, context
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(context, d) * 0.02)
+        self.blocks = nn.ModuleList([CharBlock(d, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Next-character logits ``(n, T, vocab)`` at every position of ``ids`` ``(n, T)``."""
+        ids = _check_ids(ids, self.vocab, self.context)
+        x = self.embed(ids) + self.pos[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+@functools.lru_cache(maxsize=1)
+def _char_text() -> Any:
+    from ..data.text import python_help
+
+    return python_help(context=CHAR_CONTEXT)
+
+
+def _char_lm() -> nn.Module:
+    torch.manual_seed(0)
+    return CharTransformer(len(_char_text().vocab))
+
+
+def _fit_char(model: nn.Module, data: Any, *, generator: torch.Generator, **recipe: Any) -> None:
+    from .train import fit_char_model
+
+    fit_char_model(model, data, generator=generator, **recipe)
+
+
+def _evaluate_char(model: nn.Module, data: Any) -> dict[str, Any]:
+    from .train import char_metrics
+
+    return char_metrics(model, data)
+
+
 _REGISTRY: dict[str, Entry] = {
     "breast-cancer-mlp": Entry(
         name="breast-cancer-mlp",
@@ -294,6 +394,18 @@ _REGISTRY: dict[str, Entry] = {
     "neuron-cnn-wide": _neuron_entry("neuron-cnn-wide", "cnn", 48),
     "neuron-record-mlp-narrow": _neuron_entry("neuron-record-mlp-narrow", "mlp", 6),
     "neuron-record-mlp-wide": _neuron_entry("neuron-record-mlp-wide", "mlp", 48),
+    "char-lm": Entry(
+        name="char-lm",
+        architecture=_char_lm,
+        data=_char_text,
+        description=(
+            f"character-level transformer on Python's help pages: 96 characters → embed 64 → 2 pre-LN blocks "
+            f"(4-head causal attention, MLP 64→256 GELU→64) → next-character logits; context {CHAR_CONTEXT}"
+        ),
+        fit=_fit_char,
+        recipe={"steps": 3000, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.01},
+        evaluate=_evaluate_char,
+    ),
 }
 
 
@@ -330,7 +442,8 @@ def load(name: str) -> tuple[nn.Module, Any]:
     data : object
         The model's data set: a :class:`superwidgets.data.TabularData` for ``breast-cancer-mlp``; the
         :class:`superwidgets.data.NeuronWorld` ``neurons(n=8000, seed=0, image_size=32)`` for the
-        ``neuron-*`` models (generated once per process and shared between them: treat it as read-only).
+        ``neuron-*`` models (generated once per process and shared between them: treat it as read-only);
+        the :class:`superwidgets.data.text.CharText` of Python's help pages for ``char-lm``.
 
     Raises
     ------

@@ -1,0 +1,95 @@
+"""The character language model on Python's help pages, and its corpus."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from _util import check_retraining
+
+import superwidgets as sw
+from superwidgets.data.text import python_help
+from superwidgets.zoo import registry, train
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return sw.zoo.load("char-lm")
+
+
+def test_corpus_split_windows_and_codec():
+    data = python_help()
+    assert len(data) == 465_048 and len(data.vocab) == 96 and data.vocab == sorted(data.vocab)
+    assert data.decode(data.ids[:40]) == data.text[:40]
+    s = 'def f(x):\n    return "x"'
+    assert data.decode(data.encode(s)[0]) == s and data.encode(s).shape == (1, len(s))
+    with pytest.raises(ValueError, match=r"not in the vocabulary: \['€'\]"):
+        data.encode("price in €")
+    assert data.X.shape == (512, 64) and data.X.dtype == torch.int64
+    starts = [data.text.find(c, data.train_end - 64) for c in data.captions[:20]]
+    assert all(st >= data.train_end - 64 for st in starts)  # held-out windows come from the test part
+    assert data.tokens[3] == list(data.captions[3]) and len(data.tokens) == len(data.X)
+    assert torch.equal(python_help().X, data.X)  # seeded
+    assert (data.windows(8, split="train") < len(data.vocab)).all()
+    with pytest.raises(ValueError, match="split must be"):
+        data.windows(2, split="dev")
+
+
+def test_char_lm_predicts_far_better_than_character_frequencies(lm):
+    model, data = lm
+    card = registry.card("char-lm")
+    print({k: v for k, v in card.items() if k != "description"})
+    assert card["test_bits_per_char"] < 0.45 * card["unigram_bits_per_char"]  # 1.80 vs 4.67 when trained
+    assert card["test_next_char_accuracy"] > 0.6
+    fresh = train.char_metrics(model, data)
+    assert fresh == {k: card[k] for k in fresh}  # the card describes the shipped weights
+    with torch.no_grad():
+        logits = model(data.encode("The return statemen"))
+    assert data.vocab[int(logits[0, -1].argmax())] == "t"
+
+
+def test_char_lm_input_checks(lm):
+    model, data = lm
+    with pytest.raises(ValueError, match=r"integer character ids of shape \(n, T\)"):
+        model(data.X.float())
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        model(torch.zeros(1, 65, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"must be in 0\.\.95"):
+        model(torch.full((1, 3), 96, dtype=torch.int64))
+
+
+def test_char_lm_training_is_deterministic():
+    data = python_help()
+    states = []
+    for _ in range(2):
+        model = registry.build("char-lm")
+        train.fit_char_model(model, data, generator=torch.Generator().manual_seed(0), steps=30, batch_size=16)
+        states.append(model.state_dict())
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+@pytest.mark.skipif(os.environ.get("SW_SLOW") != "1", reason="full retraining twice takes ≈ 5 min; SW_SLOW=1")
+def test_char_lm_retraining_reproduces_the_shipped_model(tmp_path, monkeypatch):
+    check_retraining("char-lm", tmp_path, monkeypatch)
+
+
+def test_lens_resumes_and_featurelab_highlights_characters(lm):
+    model, data = lm
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(
+            lens, inputs=data, site="blocks.1.mlp.1", tokens=data.tokens, captions=data.captions, cohort_top=0
+        )
+        assert len(lab.feature_names) == 256 and len(lab.class_names) == 96
+        lab.select(10)
+        assert lab.positions.shape == (64,) and lab.input_tokens == data.tokens[0]
+        steer = np.zeros(256, np.float32)
+        steer[10] = 5.0
+        lab.steer = steer
+        assert lab.error == "" and np.abs(lab.edited - lab.baseline).max() > 1e-4
+        assert lens.resume_info.startswith("resume from sites via torch.fx")  # edits resume mid-model
+        r = lens.run(data.X[5:6])
+        with lens.off(), torch.no_grad():
+            assert torch.equal(r.baseline, model(data.X[5:6]))
