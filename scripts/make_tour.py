@@ -47,7 +47,9 @@ cells = [
         "- `03-neurons.ipynb`: a polysemantic bottleneck unit on neuron images, its true factors, steering it.\n"
         "- `04-sae.ipynb`: a sparse autoencoder pulls the superposed factors apart; the `FeatureDashboard`.\n"
         "- `05-alignment.ipynb`: unpaired Gromov–Wasserstein alignment of image codes with another view of the "
-        "cells, raw vs SAE codes, in the `AlignmentView`."
+        "cells, raw vs SAE codes, in the `AlignmentView`.\n"
+        "- `06-text.ipynb`: a character-level language model's neurons and SAE features, highlighted over text; "
+        "steer one and watch the next character change."
     ),
 ]
 write("00-tour.ipynb", cells)
