@@ -53,3 +53,5 @@ def test_wheel_from_clean_clone_contains_bundle(tmp_path):
         assert f"superwidgets/static/{view}.js" in names and f"superwidgets/static/{view}.css" in names
     assert "superwidgets/static/snapshot.js" in names  # the loader of to_html snapshots
     assert "superwidgets/zoo/weights/breast-cancer-mlp.safetensors" in names
+    assert "superwidgets/zoo/weights/char-lm.safetensors" in names
+    assert "superwidgets/data/corpus/python-help.txt" in names and "superwidgets/data/corpus/NOTICE" in names
