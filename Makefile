@@ -31,4 +31,4 @@ bench:
 	.venv/bin/python -m bench all
 
 screenshot:
-	SW_SCREENSHOT=docs/featurelab.png .venv/bin/python -m pytest tests/browser -k screenshot
+	SW_SCREENSHOT=docs/featurelab.png SW_SCREENSHOT_TEXT=docs/text.png .venv/bin/python -m pytest tests/browser -k "screenshot or text_feature"

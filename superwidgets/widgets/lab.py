@@ -10,7 +10,7 @@ import torch
 import traitlets
 
 from ..data.inputs import as_inputs as _inputs
-from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
+from ..engine import SAE, Ablate, Directions, Edit, Lens, Neurons, Steer
 from ..engine.bases import Basis, as_vector
 from ._shared import (
     MAX_CLASSES,
@@ -572,12 +572,10 @@ class FeatureLab(WidgetBase):
             self.positions = None
             self.gt_corr = None
             return
-        acts = self._lens.activations(x, self.site, edited=True)[self.site].float()
-        vecs = self._basis.vectors(self._width)
+        acts = self._lens.activations(x, self.site, edited=True)[self.site]
         self.spatial = self.positions = None
         if acts.ndim in (3, 4):
-            h = acts[0].movedim(0, -1) if acts.ndim == 4 else acts[0]  # (h, w, C) or (positions, d)
-            m = (h[..., f] if vecs is None else h @ (vecs[f] / vecs[f].norm())).cpu().numpy().astype(np.float32)
+            m = self._features_last(acts)[0][..., f].numpy().astype(np.float32)  # (h, w) or (positions,)
             if acts.ndim == 4:
                 self.spatial = m
             else:
@@ -700,17 +698,31 @@ class FeatureLab(WidgetBase):
         """Clean coordinate of each feature for the shown input (spatially averaged)."""
         return self._project(acts)[0].astype(np.float32)
 
+    def _features_last(self, acts: torch.Tensor) -> torch.Tensor:
+        """Feature coordinates at every position, features last: ``(n, k)``, ``(n, H, W, k)`` or ``(n, P, k)``.
+
+        Units for ``Neurons``; the projection on each (unit-length) direction for ``Directions``; the
+        SAE's codes for an ``SAE`` basis (what the SAE reads in these activations: a switched-off
+        latent's code drops, a steered one's rises).
+        """
+        h = acts.float()
+        if h.ndim == 4:  # conv maps (n, C, H, W)
+            h = h.movedim(1, -1)
+        if isinstance(self._basis, SAE):
+            sae = self._basis.sae
+            p = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
+            with torch.no_grad():
+                c = sae.encode(h.to(p.device) if p is not None else h)
+            return torch.as_tensor(c).detach().float().cpu()
+        vecs = self._basis.vectors(self._width)
+        return h if vecs is None else h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+
     def _project(self, acts: torch.Tensor) -> np.ndarray:
         """Feature coordinates ``(n, k)`` of site activations (conv maps, sequences: averaged over space, positions)."""
-        h = acts.float()
-        if h.ndim == 4:  # conv maps (n, C, H, W): averaged over space
-            h = h.movedim(1, -1).mean(dim=(1, 2))
-        elif h.ndim >= 3:  # sequences (n, positions, d), feature axis last: averaged over positions
-            h = h.mean(dim=tuple(range(1, h.ndim - 1)))
-        vecs = self._basis.vectors(self._width)
-        if vecs is not None:
-            h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
-        return h.cpu().numpy()
+        c = self._features_last(acts)
+        if c.ndim > 2:
+            c = c.mean(dim=tuple(range(1, c.ndim - 1)))
+        return c.cpu().numpy()
 
     def _label(self, index: int) -> str:
         parts = [f"input {index}"]
