@@ -109,9 +109,9 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset, channel select, map checkbox, record restore + a toggle, a name
-    // button and a slider per feature + one button per most-affected input
-    expect(controls.length).toBe(7 + 3 * 3 + 2);
+    // prev, next, index, reset, channel select, map checkbox, record restore, feature order + a toggle,
+    // a name button and a slider per feature + one button per most-affected input
+    expect(controls.length).toBe(8 + 3 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -307,5 +307,27 @@ describe("token inputs", () => {
     el.replaceChildren();
     mount({ input_tokens: [] });
     expect($<HTMLElement>(".sw-token-panel").hidden).toBe(true);
+  });
+});
+
+describe("feature order", () => {
+  test("most active first reorders the rows by |activation| on this input; edits do not move them", () => {
+    mount(); // activations [0.5, -1.25, 2]
+    const order = (): number[] => $$(".sw-feature").map((r) => Number(r.dataset.feature));
+    expect(order()).toEqual([0, 1, 2]);
+    const select = $<HTMLSelectElement>(".sw-order");
+    select.value = "activation";
+    select.dispatchEvent(new Event("change"));
+    expect(order()).toEqual([2, 1, 0]);
+    // a toggle in the moved rows still edits its own feature
+    toggles()[0].click(); // the first toggle in DOM order is now feature 2's (rows keep their controls)
+    expect(model.sent[model.sent.length - 1].content.ablated).toEqual([2]);
+    model.update({ activations: wire([3, 0, 1]), rev: 2 }); // same input: no reordering on a response
+    expect(order()).toEqual([2, 1, 0]);
+    model.update({ index: 1, activations: wire([3, 0, 1]), rev: 3 }); // another input: reordered
+    expect(order()).toEqual([0, 2, 1]);
+    select.value = "index";
+    select.dispatchEvent(new Event("change"));
+    expect(order()).toEqual([0, 1, 2]);
   });
 });

@@ -132,6 +132,13 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   const gt = h("div", { class: "sw-gt", role: "list", "aria-label": "correlation with true factors" });
   const gtPanel = h("div", { class: "sw-gt-panel" }, undefined, [gtTitle, gt]);
   const reset = control(h("button", { class: "sw-reset", type: "button" }, "reset edits"));
+  // list order: by index, or the features most active on the shown input first (an SAE has hundreds)
+  const order = control(
+    h("select", { class: "sw-order", "aria-label": "order features" }, undefined, [
+      h("option", { value: "index" }, "by index"),
+      h("option", { value: "activation" }, "most active here first"),
+    ]),
+  );
   const status = h("span", { class: "sw-status", "aria-live": "polite" });
   root.append(
     header,
@@ -140,7 +147,11 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       imagePanel,
       tokenPanel,
       h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, recordPanel, cohort]),
-      h("section", { class: "sw-feature-panel" }, undefined, [h("h4", {}, "features"), features, gtPanel]),
+      h("section", { class: "sw-feature-panel" }, undefined, [
+        h("div", { class: "sw-feature-head" }, undefined, [h("h4", {}, "features"), order]),
+        features,
+        gtPanel,
+      ]),
     ]),
     h("div", { class: "sw-footer" }, undefined, [reset, status]),
   );
@@ -223,6 +234,18 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   }
 
   // ---- results
+  let orderedFor = "";
+  /** Reorder the rows (moved, not rebuilt) when the order or the shown input changes; edits never move them. */
+  function orderFeatures(force = false): void {
+    const key = `${order.value}|${model.get("index")}|${rows.length}`;
+    if (!force && key === orderedFor) return;
+    orderedFor = key;
+    const acts = decodeArray(model.get("activations"));
+    const idx = rows.map((_, i) => i);
+    if (order.value === "activation" && acts) idx.sort((a, b) => Math.abs(acts[b] ?? 0) - Math.abs(acts[a] ?? 0) || a - b);
+    features.append(...idx.map((i) => rows[i].row));
+  }
+
   function renderResults(): void {
     const names = model.get("class_names");
     const base = decodeArray(model.get("baseline")) ?? new Float32Array(names.length);
@@ -268,6 +291,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
         r.bar.parentElement?.setAttribute("title", `activation ${a.toFixed(3)}`);
       });
     }
+    orderFeatures();
     renderCohort();
     renderImage();
     renderTokens();
@@ -537,6 +561,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   });
   d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: "", reset: true }));
   d.listen(overlay, "change", renderImage);
+  d.listen(order, "change", () => orderFeatures(true));
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
     if (b) go(Number(b.dataset.index));
