@@ -715,7 +715,10 @@ class FeatureLab(WidgetBase):
                 c = sae.encode(h.to(p.device) if p is not None else h)
             return torch.as_tensor(c).detach().float().cpu()
         vecs = self._basis.vectors(self._width)
-        return h if vecs is None else h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+        if vecs is not None:
+            vecs = vecs.to(h.device, h.dtype)
+            h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
+        return h.detach().cpu()
 
     def _project(self, acts: torch.Tensor) -> np.ndarray:
         """Feature coordinates ``(n, k)`` of site activations (conv maps, sequences: averaged over space, positions)."""
