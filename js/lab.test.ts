@@ -27,6 +27,8 @@ function baseState(over: Partial<LabState> = {}): LabState {
     spatial: null,
     positions: null,
     input_tokens: [],
+    generated_baseline: "",
+    generated_edited: "",
     gallery: null,
     gallery_indices: null,
     factor_names: [],
@@ -329,5 +331,22 @@ describe("feature order", () => {
     select.value = "index";
     select.dispatchEvent(new Event("change"));
     expect(order()).toEqual([0, 1, 2]);
+  });
+});
+
+describe("continuations", () => {
+  test("both continuations as text; the edited one marks where it departs; hidden when not generating", () => {
+    mount({ generated_baseline: "suite\\n", generated_edited: "su=<b>x</b>" });
+    expect($(".sw-gen-base").textContent).toBe("suite\\n");
+    expect($(".sw-gen-edit").textContent).toBe("su=<b>x</b>");
+    expect($(".sw-gen-edit .sw-diverged").textContent).toBe("=<b>x</b>");
+    expect(el.querySelector(".sw-generate b")).toBeNull();
+    expect($(".sw-generate").dataset.diverge).toBe("2");
+    model.update({ generated_edited: "suite\\n", rev: 2 });
+    expect($(".sw-generate").dataset.diverge).toBe("");
+    cleanup();
+    el.replaceChildren();
+    mount();
+    expect($<HTMLElement>(".sw-generate").hidden).toBe(true);
   });
 });

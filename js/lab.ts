@@ -31,6 +31,8 @@ export interface LabState {
   spatial: WireArray | null;
   positions: WireArray | null;
   input_tokens: string[];
+  generated_baseline: string;
+  generated_edited: string;
   gallery: WireArray | null;
   gallery_indices: WireArray | null;
   factor_names: string[];
@@ -123,6 +125,15 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   const tokensTitle = h("div", { class: "sw-tokens-title" });
   const tokens = h("div", { class: "sw-tokens", role: "list", "aria-label": "input tokens" });
   const tokenPanel = h("section", { class: "sw-token-panel" }, undefined, [h("h4", {}, "input"), tokensTitle, tokens]);
+  // language models: what the model writes next, as trained and edited (the edited line marks where it departs)
+  const genBase = h("div", { class: "sw-gen-text sw-gen-base" });
+  const genEdit = h("div", { class: "sw-gen-text sw-gen-edit" });
+  const generate = h("div", { class: "sw-generate" }, undefined, [
+    h("div", { class: "sw-gen-label" }, "as trained"),
+    genBase,
+    h("div", { class: "sw-gen-label" }, "edited"),
+    genEdit,
+  ]);
   const recordFields = h("div", { class: "sw-record-fields" });
   const recordReset = control(h("button", { type: "button", class: "sw-record-reset" }, "restore record"));
   const recordSummary = h("summary", {}, "record (original units, editable)");
@@ -146,7 +157,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     h("div", { class: "sw-body" }, undefined, [
       imagePanel,
       tokenPanel,
-      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, recordPanel, cohort]),
+      h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, generate, recordPanel, cohort]),
       h("section", { class: "sw-feature-panel" }, undefined, [
         h("div", { class: "sw-feature-head" }, undefined, [h("h4", {}, "features"), order]),
         features,
@@ -234,6 +245,17 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   }
 
   // ---- results
+  function renderGenerated(): void {
+    const b = model.get("generated_baseline") ?? "";
+    const e = model.get("generated_edited") ?? "";
+    generate.hidden = b === "" && e === "";
+    let k = 0;
+    while (k < b.length && k < e.length && b[k] === e[k]) k++;
+    genBase.textContent = b;
+    genEdit.replaceChildren(h("span", {}, e.slice(0, k)), h("span", { class: "sw-diverged" }, e.slice(k)));
+    generate.dataset.diverge = b === e ? "" : String(k);
+  }
+
   let orderedFor = "";
   /** Reorder the rows (moved, not rebuilt) when the order or the shown input changes; edits never move them. */
   function orderFeatures(force = false): void {
@@ -292,6 +314,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       });
     }
     orderFeatures();
+    renderGenerated();
     renderCohort();
     renderImage();
     renderTokens();

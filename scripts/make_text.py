@@ -117,10 +117,27 @@ cells = [
     code(
         'sae_lab = sw.FeatureLab(lens, inputs=text, site="blocks.0", basis=sw.SAE(sae), tokens=text.tokens,\n'
         "                        captions=text.captions, output=lambda o: o[:, -1].softmax(-1)[:, ids],\n"
-        '                        readout="identity", class_names=[repr(c) for c in show], cohort_top=0)\n'
+        '                        readout="identity", class_names=[repr(c) for c in show], cohort_top=0,\n'
+        "                        generate=24, decode=text.decode)  # also: what it writes next, 24 characters\n"
         "sae_lab.index = int(before_eq.any(1).float().argmax())  # a window with an '=' in it\n"
         "sae_lab.select(eq)\n"
         "sae_lab"
+    ),
+    md(
+        "`generate=24` adds what the model writes next, greedily, as trained and with the edits on. Move the lab to "
+        "a window of plain prose and push the `=` latent: the steered model starts writing `=` signs."
+    ),
+    code(
+        "def is_prose(c):\n"
+        "    return c.count(\" \") > 8 and \"=\" not in c and c.endswith(\" \")\n\n"
+        "prose = next(i for i, c in enumerate(text.captions) if is_prose(c))\n"
+        "sae_lab.index = prose\n"
+        "push = np.zeros(len(sae_lab.feature_names), np.float32)\n"
+        "push[eq] = 2 * float(codes[..., eq].max())\n"
+        "sae_lab.steer = push\n"
+        'print("window ends:", repr(text.captions[prose][-32:]))\n'
+        'print("as trained: ", repr(sae_lab.generated_baseline))\n'
+        'print("steered:    ", repr(sae_lab.generated_edited))'
     ),
 ]
 write("06-text.ipynb", cells)

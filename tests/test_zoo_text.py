@@ -93,3 +93,27 @@ def test_lens_resumes_and_featurelab_highlights_characters(lm):
         r = lens.run(data.X[5:6])
         with lens.off(), torch.no_grad():
             assert torch.equal(r.baseline, model(data.X[5:6]))
+
+
+def test_featurelab_continues_the_text_as_trained_and_edited(lm):
+    model, data = lm
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="blocks.1.mlp.1", cohort_top=0, generate=12, decode=data.decode)
+        # as trained: the model's own greedy continuation, computed here by hand
+        seq = data.X[:1]
+        with lens.off(), torch.no_grad():
+            for _ in range(12):
+                nxt = model(seq[:, -64:])[:, -1].argmax(-1, keepdim=True)
+                seq = torch.cat([seq, nxt], 1)
+        assert lab.generated_baseline == data.decode(seq[0, 64:])
+        assert lab.generated_edited == lab.generated_baseline  # no edit yet
+        steer = np.zeros(256, np.float32)
+        steer[:64] = 3.0  # a heavy push on many neurons changes what it writes
+        lab.steer = steer
+        assert lab.error == ""
+        assert lab.generated_edited != lab.generated_baseline and len(lab.generated_edited) == 12
+        with pytest.raises(ValueError, match="generate must be a number of tokens"):
+            sw.FeatureLab(lens, inputs=data, site="blocks.1.mlp.1", generate=-1)
+    with pytest.raises(ValueError, match="inputs must be integer ids"):
+        m2, d2 = sw.zoo.load("breast-cancer-mlp")
+        sw.FeatureLab(sw.Lens(m2), inputs=d2, site="hidden", generate=4)

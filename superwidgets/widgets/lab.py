@@ -85,6 +85,13 @@ class FeatureLab(WidgetBase):
         Each input's tokens (e.g. ``[tokenizer.convert_ids_to_tokens(row) for row in ids]``). The
         input panel then shows the shown input's tokens, and at a sequence site ``(n, positions, d)``
         the selected feature's edited activation highlights each token.
+    generate : int
+        For a language model on token ids ``(n, T)``: also continue the shown input greedily by this
+        many tokens, as trained (edits off) and edited, so a steered feature shows in what the model
+        writes (0 = off, at most 256; the window slides, keeping ``T`` tokens).
+    decode : callable, optional
+        ``decode(list_of_ids) -> str`` for the continuations (e.g. ``tokenizer.decode`` or
+        ``CharText.decode``); default: the ids separated by spaces.
 
     Notes
     -----
@@ -173,6 +180,12 @@ class FeatureLab(WidgetBase):
     input_tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """list of str: Tokens of the shown input (``tokens=``); empty when none were given. Default ``[]``."""
 
+    generated_baseline = traitlets.Unicode("").tag(sync=True)
+    """str: Greedy continuation of the shown input with every edit off (``generate=``). Default ``""``."""
+
+    generated_edited = traitlets.Unicode("").tag(sync=True)
+    """str: Greedy continuation of the shown input with the edits on (``generate=``). Default ``""``."""
+
     gallery = Array()
     """ndarray float32 (G, 3, t, t): RGB thumbnails of the gallery inputs (images only)."""
 
@@ -222,6 +235,8 @@ class FeatureLab(WidgetBase):
         gallery: int = 24,
         captions: list[str] | None = None,
         tokens: list[list[str]] | None = None,
+        generate: int = 0,
+        decode: Callable[[list[int]], str] | None = None,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
@@ -243,6 +258,16 @@ class FeatureLab(WidgetBase):
                 raise ValueError(f"tokens must have one list of token strings per input ({len(self._X)})")
             tokens = [[str(t) for t in row] for row in tokens]
         self._tokens = tokens
+        if isinstance(generate, bool) or not isinstance(generate, (int, np.integer)) or not 0 <= generate <= 256:
+            raise ValueError(f"generate must be a number of tokens in 0..256, got {generate!r}")
+        if generate and (self._X.ndim != 2 or self._X.is_floating_point()):
+            raise ValueError(
+                f"generate= continues token sequences: inputs must be integer ids (n, T), got {tuple(self._X.shape)} "
+                f"{self._X.dtype}"
+            )
+        if decode is not None and not callable(decode):
+            raise TypeError(f"decode must be a function of a list of token ids, got {type(decode).__name__}")
+        self._generate, self._decode = int(generate), decode
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
         self._labels = labels
@@ -635,6 +660,7 @@ class FeatureLab(WidgetBase):
             result = self._lens.run(x)
             acts = self._lens.activations(x, self.site)[self.site]
             cohort = self._lens.run(self._X) if self._cohort_k > 0 else None
+            written = (self._continue(x, edited=False), self._continue(x, edited=True)) if self._generate else None
         except Exception:
             self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled = old
             raise
@@ -652,8 +678,23 @@ class FeatureLab(WidgetBase):
             self.record = self._current_raw().astype(np.float32)
             self.record_edited = index in self._overrides
         self._views(x)
+        if written is not None:
+            self.generated_baseline, self.generated_edited = written
         if cohort is not None:
             self._summarise(cohort)
+
+    def _continue(self, x: torch.Tensor, *, edited: bool) -> str:
+        """Greedy continuation of ``x`` (1, T) by ``generate`` tokens, edits on or off, decoded."""
+        import contextlib
+
+        seq, ids = x, []
+        window = x.shape[1]
+        with self._lens.off() if not edited else contextlib.nullcontext(), torch.no_grad():
+            for _ in range(self._generate):
+                nxt = int(prediction_of(self._lens.model(seq[:, -window:]))[0].reshape(-1).argmax())
+                ids.append(nxt)
+                seq = torch.cat([seq, torch.tensor([[nxt]], dtype=seq.dtype, device=seq.device)], 1)
+        return self._decode(ids) if self._decode is not None else " ".join(map(str, ids))
 
     def _summarise(self, result: Any) -> None:
         """Cohort summaries: histogram of the change, flips, most affected inputs (only these travel)."""

@@ -30,7 +30,7 @@ _show = list(" etaoinsr\\n.,()=:")
 text_lab = sw.FeatureLab(text_lens, inputs=text, site="blocks.0", basis=sw.SAE(text_sae), index=text_window,
                          tokens=text.tokens, captions=text.captions, readout="identity", cohort_top=0,
                          output=lambda o: o[:, -1].softmax(-1)[:, [text.vocab.index(c) for c in _show]],
-                         class_names=[repr(c) for c in _show])
+                         class_names=[repr(c) for c in _show], generate=16, decode=text.decode)
 text_lab.select(text_latent)
 text_lab
 """
@@ -53,6 +53,8 @@ def test_text_feature_highlight_follows_the_switch(tour):
         assert acts == pytest.approx(tour.eval("text_lab.positions.tolist()"), abs=1e-5)
         assert max(acts) > 0  # the '=' feature fires in a window with '::='
         latent = tour.eval("text_lab.selected")
+        assert cell.locator(".sw-gen-base").text_content() == tour.eval("text_lab.generated_baseline")
+        assert len(tour.eval("text_lab.generated_baseline")) == 16
 
         # switch the latent off in the browser: the highlight goes, the kernel agrees
         rev = int(root.get_attribute("data-rev"))
@@ -66,6 +68,11 @@ def test_text_feature_highlight_follows_the_switch(tour):
         assert tour.eval("float(abs(text_lab.positions).max())") == 0.0
         cell.locator(".sw-toggle").nth(latent).check()
         page.wait_for_function(f"() => {tokens}.some(c => c.dataset.act !== '0')")
+        # steer the latent hard from Python: the edited continuation departs, marked in the view
+        tour.execute("import numpy as np\n_p = np.zeros(256, np.float32); _p[text_latent] = 8.0; text_lab.steer = _p")
+        page.wait_for_function(f"() => document.querySelector('{sel} .sw-generate').dataset.diverge !== ''")
+        assert cell.locator(".sw-gen-edit").text_content() == tour.eval("text_lab.generated_edited")
+        tour.execute("text_lab.steer = np.zeros(256, np.float32)")
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.mouse.move(0, 0)
         root.scroll_into_view_if_needed()
