@@ -29,6 +29,8 @@ function baseState(over: Partial<LabState> = {}): LabState {
     input_tokens: [],
     generated_baseline: "",
     generated_edited: "",
+    text_input: false,
+    text_edited: "",
     gallery: null,
     gallery_indices: null,
     factor_names: [],
@@ -111,9 +113,9 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset, channel select, map checkbox, record restore, feature order + a toggle,
-    // a name button and a slider per feature + one button per most-affected input
-    expect(controls.length).toBe(8 + 3 * 3 + 2);
+    // prev, next, index, reset, channel select, map checkbox, record restore, feature order, the text box
+    // and its two buttons + a toggle, a name button and a slider per feature + one button per most-affected input
+    expect(controls.length).toBe(11 + 3 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -348,5 +350,28 @@ describe("continuations", () => {
     el.replaceChildren();
     mount();
     expect($<HTMLElement>(".sw-generate").hidden).toBe(true);
+  });
+});
+
+describe("typed text", () => {
+  test("the text box sends the typed text (button or Ctrl+Enter) and a reset; hidden without encode=", () => {
+    mount({ input_tokens: ["a", "b"], text_input: true });
+    const box = $<HTMLTextAreaElement>(".sw-text");
+    expect($<HTMLElement>(".sw-text-form").hidden).toBe(false);
+    expect($<HTMLButtonElement>(".sw-text-reset").disabled).toBe(true);
+    box.value = "The value of x";
+    $<HTMLButtonElement>(".sw-text-run").click();
+    expect(model.sent[model.sent.length - 1].content).toEqual({ type: "text", seq: 0, origin: "", text: "The value of x" });
+    box.value = "x = 1";
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true }));
+    expect(model.sent[model.sent.length - 1].content).toMatchObject({ type: "text", text: "x = 1" });
+    model.update({ text_edited: "x = 1", input_tokens: ["x", " ", "=", " ", "1"], rev: 2 });
+    expect($<HTMLButtonElement>(".sw-text-reset").disabled).toBe(false);
+    $<HTMLButtonElement>(".sw-text-reset").click();
+    expect(model.sent[model.sent.length - 1].content).toEqual({ type: "text", seq: 0, origin: "", reset: true });
+    cleanup();
+    el.replaceChildren();
+    mount({ input_tokens: ["a"], text_input: false });
+    expect($<HTMLElement>(".sw-text-form").hidden).toBe(true);
   });
 });

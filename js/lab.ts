@@ -33,6 +33,8 @@ export interface LabState {
   input_tokens: string[];
   generated_baseline: string;
   generated_edited: string;
+  text_input: boolean;
+  text_edited: string;
   gallery: WireArray | null;
   gallery_indices: WireArray | null;
   factor_names: string[];
@@ -124,7 +126,12 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   // token inputs: the shown input's tokens, highlighted by the selected feature's activation per position
   const tokensTitle = h("div", { class: "sw-tokens-title" });
   const tokens = h("div", { class: "sw-tokens", role: "list", "aria-label": "input tokens" });
-  const tokenPanel = h("section", { class: "sw-token-panel" }, undefined, [h("h4", {}, "input"), tokensTitle, tokens]);
+  // with encode= in Python: type your own text in place of the shown input
+  const textBox = control(h("textarea", { class: "sw-text", rows: 2, "aria-label": "type text to use as the input" }));
+  const textRun = control(h("button", { type: "button", class: "sw-text-run" }, "use this text"));
+  const textReset = control(h("button", { type: "button", class: "sw-text-reset" }, "back to the data"));
+  const textForm = h("div", { class: "sw-text-form" }, undefined, [textBox, h("div", {}, undefined, [textRun, textReset])]);
+  const tokenPanel = h("section", { class: "sw-token-panel" }, undefined, [h("h4", {}, "input"), tokensTitle, tokens, textForm]);
   // language models: what the model writes next, as trained and edited (the edited line marks where it departs)
   const genBase = h("div", { class: "sw-gen-text sw-gen-base" });
   const genEdit = h("div", { class: "sw-gen-text sw-gen-edit" });
@@ -495,7 +502,11 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
 
   function renderTokens(): void {
     const toks = model.get("input_tokens") ?? [];
-    tokenPanel.hidden = toks.length === 0;
+    const typing = Boolean(model.get("text_input"));
+    tokenPanel.hidden = toks.length === 0 && !typing;
+    textForm.hidden = !typing;
+    textReset.disabled = !model.get("text_edited");
+    if (document.activeElement !== textBox) textBox.value = model.get("text_edited") || textBox.value;
     if (toks.length === 0) return;
     const acts = decodeArray(model.get("positions"));
     const sel = model.get("selected");
@@ -585,6 +596,21 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: "", reset: true }));
   d.listen(overlay, "change", renderImage);
   d.listen(order, "change", () => orderFeatures(true));
+  const sendText = (): void => {
+    if (textBox.value !== "") model.send({ type: "text", seq: 0, origin: "", text: textBox.value });
+  };
+  d.listen(textRun, "click", sendText);
+  d.listen(textBox, "keydown", (ev) => {
+    const k = ev as KeyboardEvent;
+    if (k.key === "Enter" && (k.ctrlKey || k.metaKey)) {
+      k.preventDefault();
+      sendText();
+    }
+  });
+  d.listen(textReset, "click", () => {
+    textBox.value = "";
+    model.send({ type: "text", seq: 0, origin: "", reset: true });
+  });
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
     if (b) go(Number(b.dataset.index));

@@ -118,14 +118,16 @@ cells = [
         'sae_lab = sw.FeatureLab(lens, inputs=text, site="blocks.0", basis=sw.SAE(sae), tokens=text.tokens,\n'
         "                        captions=text.captions, output=lambda o: o[:, -1].softmax(-1)[:, ids],\n"
         '                        readout="identity", class_names=[repr(c) for c in show], cohort_top=0,\n'
-        "                        generate=24, decode=text.decode)  # also: what it writes next, 24 characters\n"
+        "                        generate=24, decode=text.decode,  # also: what it writes next, 24 characters\n"
+        "                        encode=text.encode)               # and a box to type your own text\n"
         "sae_lab.index = int(before_eq.any(1).float().argmax())  # a window with an '=' in it\n"
         "sae_lab.select(eq)\n"
         "sae_lab"
     ),
     md(
-        "`generate=24` adds what the model writes next, greedily, as trained and with the edits on. Move the lab to "
-        "a window of plain prose and push the `=` latent: the steered model starts writing `=` signs."
+        "`generate=24` adds what the model writes next, greedily, as trained and with the edits on; `encode=` adds a "
+        "text box to type your own input (`sae_lab.set_text(...)` from Python). Move the lab to a window of plain "
+        "prose and push the `=` latent: the steered model starts writing `=` signs."
     ),
     code(
         "def is_prose(c):\n"

@@ -117,3 +117,30 @@ def test_featurelab_continues_the_text_as_trained_and_edited(lm):
     with pytest.raises(ValueError, match="inputs must be integer ids"):
         m2, d2 = sw.zoo.load("breast-cancer-mlp")
         sw.FeatureLab(sw.Lens(m2), inputs=d2, site="hidden", generate=4)
+
+
+def test_featurelab_takes_typed_text(lm):
+    model, data = lm
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="blocks.1.mlp.1", index=3, cohort_top=0, encode=data.encode,
+                            decode=data.decode, tokens=data.tokens, generate=4)  # fmt: skip
+        assert lab.text_input and lab.text_edited == ""
+        lab.set_text("The return statemen")
+        with lens.off(), torch.no_grad():
+            want = model(data.encode("The return statemen"))[:, -1].softmax(-1)[0].numpy()
+        assert lab.baseline == pytest.approx(want, abs=1e-6)
+        assert lab.input_tokens == list("The return statemen") and lab.text_edited == "The return statemen"
+        assert lab.input_label == "input 3 · typed: The return statemen"
+        assert lab.generated_baseline.startswith("t")
+        long = "x" * 100
+        lab.set_text(long)  # keeps the last 64 characters
+        assert len(lab.input_tokens) == 64
+        before = lab.baseline.copy()
+        with pytest.raises(ValueError, match="encode could not read the text: characters not in the vocabulary"):
+            lab.set_text("price: 5 €")
+        assert "not in the vocabulary" in lab.error
+        assert np.array_equal(lab.baseline, before) and lab.text_edited == long  # nothing changed
+        lab._dispatch(lab, {"type": "text", "seq": 0, "origin": "", "reset": True}, [])
+        assert lab.text_edited == "" and lab.input_tokens == data.tokens[3] and lab.error == ""
+        with pytest.raises(ValueError, match="typing text needs encode="):
+            sw.FeatureLab(lens, inputs=data, site="blocks.1.mlp.1", cohort_top=0).set_text("hi")

@@ -92,6 +92,11 @@ class FeatureLab(WidgetBase):
     decode : callable, optional
         ``decode(list_of_ids) -> str`` for the continuations (e.g. ``tokenizer.decode`` or
         ``CharText.decode``); default: the ids separated by spaces.
+    encode : callable, optional
+        ``encode(text) -> ids`` (e.g. ``tokenizer(text, return_tensors="pt").input_ids`` or
+        ``CharText.encode``): lets you type your own text in place of the shown input
+        (:meth:`set_text`, or the text box of the input panel). Longer texts keep their last
+        ``T`` tokens (the inputs' length).
 
     Notes
     -----
@@ -186,6 +191,12 @@ class FeatureLab(WidgetBase):
     generated_edited = traitlets.Unicode("").tag(sync=True)
     """str: Greedy continuation of the shown input with the edits on (``generate=``). Default ``""``."""
 
+    text_input = traitlets.Bool(False).tag(sync=True)
+    """bool: Whether text can be typed in place of the shown input (``encode=``). Default False."""
+
+    text_edited = traitlets.Unicode("").tag(sync=True)
+    """str: The text typed in place of the shown input; empty when it is the data set's. Default ``""``."""
+
     gallery = Array()
     """ndarray float32 (G, 3, t, t): RGB thumbnails of the gallery inputs (images only)."""
 
@@ -237,6 +248,7 @@ class FeatureLab(WidgetBase):
         tokens: list[list[str]] | None = None,
         generate: int = 0,
         decode: Callable[[list[int]], str] | None = None,
+        encode: Callable[[str], Any] | None = None,
     ) -> None:
         if not isinstance(lens, Lens):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
@@ -267,7 +279,10 @@ class FeatureLab(WidgetBase):
             )
         if decode is not None and not callable(decode):
             raise TypeError(f"decode must be a function of a list of token ids, got {type(decode).__name__}")
-        self._generate, self._decode = int(generate), decode
+        if encode is not None and not callable(encode):
+            raise TypeError(f"encode must be a function of a text, got {type(encode).__name__}")
+        self._generate, self._decode, self._encode = int(generate), decode, encode
+        self._texts: dict[int, tuple[str, list[str]]] = {}  # typed text of an input: (text, its tokens)
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
         self._labels = labels
@@ -297,6 +312,7 @@ class FeatureLab(WidgetBase):
             self.feature_names = feature_names
             self.class_names = list(class_names)
             self.n_inputs = len(self._X)
+            self.text_input = encode is not None
             self.steer = np.zeros(len(feature_names), dtype=np.float32)
             self.steer_max = float(steer_max) if steer_max is not None else self._default_steer_max(site)
             if not 0 <= cohort_class < n_out:
@@ -321,6 +337,7 @@ class FeatureLab(WidgetBase):
         self._handle("request", self._on_request)
         self._handle("select", self._on_select)
         self._handle("record", self._on_record)
+        self._handle("text", self._on_text)
         with self._publish():
             self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
 
@@ -508,6 +525,70 @@ class FeatureLab(WidgetBase):
                 self.rev += 1
             raise
 
+    def set_text(self, text: str) -> None:
+        """Type ``text`` in place of the shown input and re-run (needs ``encode=``).
+
+        Raises
+        ------
+        ValueError
+            No ``encode=``, an empty text, or what ``encode`` refused (e.g. unknown characters). The
+            error also shows in the widget; nothing changes.
+        """
+        try:
+            with self._publish():
+                self._set_text(text)
+        except Exception as exc:
+            with self.hold_sync():
+                self.error = str(exc)
+                self.rev += 1
+            raise
+
+    def reset_text(self) -> None:
+        """Bring back the data set's input in place of typed text."""
+        self._texts.pop(self.index, None)
+        self._overrides.pop(self.index, None)
+        self._x_cache = None
+        self.refresh()
+
+    def _on_text(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        if content.get("reset"):
+            self._texts.pop(self.index, None)
+            self._overrides.pop(self.index, None)
+            self._x_cache = None
+            self._apply(self.index, list(self.ablated), self.steer)
+            return
+        self._set_text(content.get("text"))
+
+    def _set_text(self, text: Any) -> None:
+        if self._encode is None:
+            raise ValueError("typing text needs encode=, e.g. FeatureLab(..., encode=tokenizer_or_corpus.encode)")
+        if not isinstance(text, str) or not text:
+            raise ValueError("type some text (a non-empty string)")
+        try:
+            ids = self._encode(text)
+        except Exception as exc:
+            raise ValueError(f"encode could not read the text: {exc}") from exc
+        ids = torch.as_tensor(getattr(ids, "input_ids", ids)).reshape(1, -1).to(self._X.dtype)
+        if ids.shape[1] == 0:
+            raise ValueError("the text encodes to no tokens")
+        ids = ids[:, -self._X.shape[1] :]
+        dec = self._decode
+        tokens = [dec([int(i)]) if dec is not None else str(int(i)) for i in ids[0]]
+        old = (self._overrides.get(self.index), self._texts.get(self.index))
+        self._overrides[self.index] = ids
+        self._texts[self.index] = (text, tokens)
+        self._x_cache = None
+        try:
+            self._apply(self.index, list(self.ablated), self.steer)
+        except Exception:
+            for store, value in zip((self._overrides, self._texts), old, strict=True):
+                if value is None:
+                    store.pop(self.index, None)
+                else:
+                    store[self.index] = value  # type: ignore[index]
+            self._x_cache = None
+            raise
+
     def reset_record(self) -> None:
         """Restore the shown record to the data set's values."""
         self._overrides.pop(self.index, None)
@@ -671,7 +752,9 @@ class FeatureLab(WidgetBase):
         self.edited = self._readout(result.edited)
         self.activations = self._coordinates(acts)
         self.input_label = self._label(index)
-        self.input_tokens = self._tokens[index] if self._tokens is not None else []
+        typed = self._texts.get(index)
+        self.input_tokens = typed[1] if typed else (self._tokens[index] if self._tokens is not None else [])
+        self.text_edited = typed[0] if typed else ""
         if self._X.ndim == 4:
             self.image = _as_image(self._X[index])
         if self._raw is not None:
@@ -769,6 +852,8 @@ class FeatureLab(WidgetBase):
         return c.cpu().numpy()
 
     def _label(self, index: int) -> str:
+        if index in self._texts:
+            return f"input {index} · typed: {self._texts[index][0]}"
         parts = [f"input {index}"]
         if self._captions is not None:
             parts.append(self._captions[index])

@@ -30,7 +30,8 @@ _show = list(" etaoinsr\\n.,()=:")
 text_lab = sw.FeatureLab(text_lens, inputs=text, site="blocks.0", basis=sw.SAE(text_sae), index=text_window,
                          tokens=text.tokens, captions=text.captions, readout="identity", cohort_top=0,
                          output=lambda o: o[:, -1].softmax(-1)[:, [text.vocab.index(c) for c in _show]],
-                         class_names=[repr(c) for c in _show], generate=16, decode=text.decode)
+                         class_names=[repr(c) for c in _show], generate=16, decode=text.decode,
+                         encode=text.encode)
 text_lab.select(text_latent)
 text_lab
 """
@@ -73,6 +74,19 @@ def test_text_feature_highlight_follows_the_switch(tour):
         page.wait_for_function(f"() => document.querySelector('{sel} .sw-generate').dataset.diverge !== ''")
         assert cell.locator(".sw-gen-edit").text_content() == tour.eval("text_lab.generated_edited")
         tour.execute("text_lab.steer = np.zeros(256, np.float32)")
+        # type a prompt in the input panel: the model reads it, '=' becomes the likeliest next character
+        rev = int(root.get_attribute("data-rev"))
+        cell.locator("textarea.sw-text").fill("   for_stmt ::")
+        cell.locator("button.sw-text-run").click()
+        page.wait_for_function(
+            "([s, rev]) => Number(document.querySelector(s).dataset.rev) > rev", arg=[f"{sel} .sw-lab", rev]
+        )
+        page.wait_for_function(f"() => {tokens}.length === 14")
+        assert chips.evaluate_all("cs => cs.map(c => c.textContent).join('')") == "   for_stmt ::"
+        assert tour.eval("text_lab.text_edited") == "   for_stmt ::"
+        assert tour.eval("float(text_lab.edited[14])") > 0.5  # P('=') after '::'
+        cell.locator("button.sw-text-reset").click()
+        page.wait_for_function(f"() => {tokens}.length === 64")
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         page.mouse.move(0, 0)
         root.scroll_into_view_if_needed()
