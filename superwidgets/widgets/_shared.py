@@ -147,3 +147,12 @@ def count_classes(prediction: torch.Tensor) -> int:
             "ones to show with output=..., e.g. output=lambda o: o.logits[:, -1, [ids of a few tokens]]"
         )
     return n_out
+
+
+def check_tokens(tokens: Any, n: int) -> list[list[str]] | None:
+    """Validate a widget's ``tokens=``: ``None``, or one list of token strings per input (``n``)."""
+    if tokens is None:
+        return None
+    if isinstance(tokens, str) or len(tokens) != n:
+        raise ValueError(f"tokens must have one list of token strings per input ({n})")
+    return [[str(t) for t in row] for row in tokens]

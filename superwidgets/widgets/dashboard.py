@@ -13,7 +13,16 @@ from torch import nn
 
 from ..data.inputs import as_inputs as _inputs
 from ..engine import SAE, Ablate, Lens, Steer
-from ._shared import _corr, _ground_truth, _raw_table, _thumbnails, check_output, count_classes, pick_prediction
+from ._shared import (
+    _corr,
+    _ground_truth,
+    _raw_table,
+    _thumbnails,
+    check_output,
+    check_tokens,
+    count_classes,
+    pick_prediction,
+)
 from .base import Array, WidgetBase, bundle
 from .lab import FeatureLab
 
@@ -295,11 +304,7 @@ class FeatureDashboard(WidgetBase):
         self._effect_sample = int(effect_sample)
         self._X, labels, label_names = _inputs(inputs)
         self._labels = labels
-        if tokens is not None:
-            if isinstance(tokens, str) or len(tokens) != len(self._X):
-                raise ValueError(f"tokens must have one list of token strings per input ({len(self._X)})")
-            tokens = [[str(t) for t in row] for row in tokens]
-        self._tokens = tokens
+        self._tokens = check_tokens(tokens, len(self._X))
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._ground_truth_arg = ground_truth
         self._records = self._record_table(inputs) if self._X.ndim == 2 else None

@@ -19,6 +19,7 @@ from ._shared import (
     _raw_table,
     _thumbnails,
     check_output,
+    check_tokens,
     count_classes,
     pick_prediction,
     prediction_of,
@@ -265,11 +266,7 @@ class FeatureLab(WidgetBase):
             if len(captions) != len(self._X):
                 raise ValueError(f"captions must have one text per input ({len(self._X)}), got {len(captions)}")
         self._captions = captions
-        if tokens is not None:
-            if isinstance(tokens, str) or len(tokens) != len(self._X):
-                raise ValueError(f"tokens must have one list of token strings per input ({len(self._X)})")
-            tokens = [[str(t) for t in row] for row in tokens]
-        self._tokens = tokens
+        self._tokens = check_tokens(tokens, len(self._X))
         if isinstance(generate, bool) or not isinstance(generate, (int, np.integer)) or not 0 <= generate <= 256:
             raise ValueError(f"generate must be a number of tokens in 0..256, got {generate!r}")
         if generate and (self._X.ndim != 2 or self._X.is_floating_point()):

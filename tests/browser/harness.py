@@ -203,6 +203,18 @@ def stop_server(server: LabServer) -> None:
 
 
 # --------------------------------------------------------------------------- browser
+def save_screenshot(png: bytes, name: str, env: str) -> None:
+    """Write ``png`` to ``test-artifacts/<name>``, and also where the environment variable ``env`` points
+    (relative to the repository; ``make screenshot`` sets it to refresh the README's images)."""
+    targets = [REPO / "test-artifacts" / name]
+    if os.environ.get(env):
+        extra = Path(os.environ[env])
+        targets.append(extra if extra.is_absolute() else REPO / extra)
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png)
+
+
 def launch_browser(playwright: Any) -> Any:
     """Debian's Chromium through a started sync Playwright (``sync_playwright().start()`` or ``with``)."""
     if not CHROMIUM.exists():

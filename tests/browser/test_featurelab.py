@@ -6,17 +6,15 @@ the DOM against the Python side read through a second kernel client.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from harness import save_screenshot
 
 if TYPE_CHECKING:
     from conftest import TourNotebook
 
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.browser
 
@@ -297,10 +295,4 @@ def test_screenshot(lab: TourNotebook) -> None:
 
     png = lab.root.screenshot(animations="disabled")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    targets = [REPO / "test-artifacts" / "featurelab.png"]
-    if os.environ.get("SW_SCREENSHOT"):
-        extra = Path(os.environ["SW_SCREENSHOT"])
-        targets.append(extra if extra.is_absolute() else REPO / extra)
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(png)
+    save_screenshot(png, "featurelab.png", "SW_SCREENSHOT")

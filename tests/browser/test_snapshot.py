@@ -22,6 +22,19 @@ pytestmark = pytest.mark.browser
 XSS = "<img src=x onerror=alert(1)>"
 
 
+@pytest.fixture(scope="module")
+def gpt2() -> Any:
+    """A small randomly initialised Hugging Face GPT-2 (no download)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    cfg = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
 def _open(browser: Any, path: Path) -> tuple[Any, dict[str, list[str]]]:
     page = browser.new_page()
     seen: dict[str, list[str]] = {"errors": [], "requests": [], "dialogs": []}
@@ -236,15 +249,7 @@ def test_alignment_snapshot_links_the_panels_on_hover_offline(browser, tmp_path)
         page.close()
 
 
-def test_featurelab_on_a_language_model_highlights_tokens(browser, tmp_path):
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    cfg = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
-    )
-    torch.manual_seed(0)
-    gpt2 = transformers.GPT2LMHeadModel(cfg).eval()
+def test_featurelab_on_a_language_model_highlights_tokens(browser, tmp_path, gpt2):
     ids = torch.randint(0, 50, (4, 6), generator=torch.Generator().manual_seed(6))
     toks = [[XSS if j == 2 else f" w{int(t)}" for j, t in enumerate(row)] for row in ids]
     with sw.Lens(gpt2) as lens:
@@ -265,15 +270,7 @@ def test_featurelab_on_a_language_model_highlights_tokens(browser, tmp_path):
         page.close()
 
 
-def test_dashboard_on_a_language_model_shows_top_inputs_as_highlighted_tokens(browser, tmp_path):
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    cfg = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0
-    )
-    torch.manual_seed(0)
-    gpt2 = transformers.GPT2LMHeadModel(cfg).eval()
+def test_dashboard_on_a_language_model_shows_top_inputs_as_highlighted_tokens(browser, tmp_path, gpt2):
     ids = torch.randint(0, 50, (12, 6), generator=torch.Generator().manual_seed(8))
     toks = [[f" w{int(t)}" for t in row] for row in ids]
     with sw.Lens(gpt2) as lens:

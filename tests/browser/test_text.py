@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from harness import save_screenshot
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 MARKER = "text"
@@ -91,13 +88,7 @@ def test_text_feature_highlight_follows_the_switch(tour):
         page.mouse.move(0, 0)
         root.scroll_into_view_if_needed()
         png = root.screenshot(animations="disabled")
-        targets = [REPO / "test-artifacts" / "text.png"]
-        if os.environ.get("SW_SCREENSHOT_TEXT"):
-            extra = Path(os.environ["SW_SCREENSHOT_TEXT"])
-            targets.append(extra if extra.is_absolute() else REPO / extra)
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(png)
+        save_screenshot(png, "text.png", "SW_SCREENSHOT_TEXT")
     finally:
         tour.delete_cell(MARKER)
         tour.execute("text_lens.close()")
