@@ -169,3 +169,18 @@ def test_dashboard_shows_top_inputs_as_tokens_with_the_latent_per_position(gpt2)
         assert lab.input_tokens == toks[lab.index]
         with pytest.raises(ValueError, match="one list of token strings per input"):
             sw.FeatureDashboard(lens, "transformer.h.1", sae, ids, tokens=toks[:3])
+
+
+def test_featurelab_continues_a_hugging_face_model(gpt2):
+    ids = torch.randint(0, 50, (3, 5), generator=torch.Generator().manual_seed(9))
+    with sw.Lens(gpt2) as lens:
+        lab = sw.FeatureLab(
+            lens, inputs=ids, site="transformer.h.0", generate=3, encode=lambda s: [int(t) for t in s.split()]
+        )
+        seq = ids[:1]
+        with lens.off(), torch.no_grad():
+            for _ in range(3):
+                seq = torch.cat([seq, gpt2(seq[:, -5:]).logits[:, -1].argmax(-1, keepdim=True)], 1)
+        assert lab.generated_baseline == " ".join(str(int(t)) for t in seq[0, 5:])  # ids when there is no decode=
+        lab.set_text("1 2 3")
+        assert lab.input_tokens == ["1", "2", "3"] and lab.error == ""
