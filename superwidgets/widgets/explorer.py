@@ -167,7 +167,6 @@ class SuperpositionExplorer(WidgetBase):
         self._thread: threading.Thread | None = None
         self._model: Any = None
         self._config: Any = None
-        self._k = 1
         settings = {
             "n_features": n_features,
             "n_hidden": n_hidden,
@@ -396,7 +395,7 @@ class SuperpositionExplorer(WidgetBase):
         gen_eval = torch.Generator().manual_seed(self._seed + 2)
         with torch.no_grad():
             held_out = model.loss(sample_batch(config, HELD_OUT, gen_eval)).float()
-        self._model, self._config, self._k = model, config, k
+        self._model, self._config = model, config
         self._show(config, k, model, 1.0, held_out, gen)
 
     def _show(self, config: Any, k: int, model: Any, progress: float, losses: torch.Tensor, gen: int) -> None:
