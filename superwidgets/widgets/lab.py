@@ -10,8 +10,9 @@ import torch
 import traitlets
 
 from ..data.inputs import as_inputs as _inputs
-from ..engine import SAE, Ablate, Directions, Edit, Lens, Neurons, Steer
+from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
 from ..engine.bases import Basis, as_vector
+from ..engine.edits import coordinates
 from ._shared import (
     MAX_CLASSES,
     _corr,
@@ -822,24 +823,16 @@ class FeatureLab(WidgetBase):
     def _features_last(self, acts: torch.Tensor) -> torch.Tensor:
         """Feature coordinates at every position, features last: ``(n, k)``, ``(n, H, W, k)`` or ``(n, P, k)``.
 
-        Units for ``Neurons``; the projection on each (unit-length) direction for ``Directions``; the
-        SAE's codes for an ``SAE`` basis (what the SAE reads in these activations: a switched-off
-        latent's code drops, a steered one's rises).
+        The engine's coordinates in the basis — the values its edits change: units for ``Neurons``,
+        the SAE's codes for an ``SAE`` basis, span coordinates for ``Directions`` — so a
+        switched-off feature reads 0 and a steered one moves.
         """
         h = acts.float()
         if h.ndim == 4:  # conv maps (n, C, H, W)
             h = h.movedim(1, -1)
-        if isinstance(self._basis, SAE):
-            sae = self._basis.sae
-            p = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
-            with torch.no_grad():
-                c = sae.encode(h.to(p.device) if p is not None else h)
-            return torch.as_tensor(c).detach().float().cpu()
-        vecs = self._basis.vectors(self._width)
-        if vecs is not None:
-            vecs = vecs.to(h.device, h.dtype)
-            h = h @ (vecs / vecs.norm(dim=1, keepdim=True)).T
-        return h.detach().cpu()
+        with torch.no_grad():
+            c = coordinates(self._basis, self._width, list(range(len(self.feature_names))), h)
+        return c.detach().float().cpu()
 
     def _project(self, acts: torch.Tensor) -> np.ndarray:
         """Feature coordinates ``(n, k)`` of site activations (conv maps, sequences: averaged over space, positions)."""
