@@ -88,17 +88,26 @@ def prediction_of(out: Any) -> torch.Tensor:
         No tensor in the output; the message says how to pick one with ``output=``.
     """
     import dataclasses
+    from collections.abc import Mapping
 
-    t: Any = out
-    if not isinstance(t, torch.Tensor):
-        if isinstance(t, dict) or hasattr(t, "keys"):
-            keys = list(t.keys())
-            t = t["logits"] if "logits" in keys else next((t[k] for k in keys if isinstance(t[k], torch.Tensor)), None)
-        elif isinstance(t, (tuple, list)):
-            t = next((v for v in t if isinstance(v, torch.Tensor)), None)
-        elif dataclasses.is_dataclass(t) and not isinstance(t, type):
-            vals = [getattr(t, f.name) for f in dataclasses.fields(t)]
-            t = next((v for v in vals if isinstance(v, torch.Tensor)), None)
+    from ..engine.sites import SiteError, get_element
+
+    # the engine's elements of an output (as sites read them): "logits" first, else the first tensor
+    if isinstance(out, Mapping) and "logits" in out:
+        elements: Any = ["logits"]
+    elif isinstance(out, (tuple, list, Mapping)):
+        elements = range(len(out))
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        elements = range(len(dataclasses.fields(out)))
+    else:
+        elements = [0]
+    t = None
+    for element in elements:
+        try:
+            t = get_element(out, element)
+            break
+        except SiteError:
+            continue
     if not isinstance(t, torch.Tensor):
         raise TypeError(
             f"could not find a prediction tensor in the model's output ({type(out).__name__}); "
