@@ -161,9 +161,13 @@ class WidgetBase(anywidget.AnyWidget):
         --------
         >>> lab.to_html("patient-38-unit-13-off.html")  # doctest: +SKIP
         """
+        return self._write_html(path, title, self._snapshot_replies())
+
+    def _write_html(self, path: str | Path | None, title: str | None, replies: list[dict[str, Any]]) -> str:
+        """The snapshot's text with ``replies``, written to ``path`` when given."""
         from .snapshot import snapshot_html
 
-        text = snapshot_html(self, title=title, replies=self._snapshot_replies())
+        text = snapshot_html(self, title=title, replies=replies)
         if path is not None:
             target = Path(path)
             if not target.parent.is_dir():

@@ -526,13 +526,7 @@ class FeatureDashboard(WidgetBase):
         str
             The HTML text (also written to ``path`` when given).
         """
-        self._snapshot_features = self._snapshot_choice(features)
-        try:
-            return super().to_html(path, title=title)
-        finally:
-            self._snapshot_features = None
-
-    _snapshot_features: list[int] | None = None
+        return self._write_html(path, title, self._snapshot_replies(features))
 
     def _snapshot_choice(self, features: int | list[int] | None) -> list[int]:
         order = [int(i) for i in np.asarray(self.order)]
@@ -546,11 +540,11 @@ class FeatureDashboard(WidgetBase):
             chosen = [self._basis.index(f, self._width) for f in features]
         return list(dict.fromkeys([int(self.selected), *chosen]))
 
-    def _snapshot_replies(self) -> list[dict[str, Any]]:
-        """Selecting the chosen latents and re-sorting, precomputed for a static snapshot."""
+    def _snapshot_replies(self, features: int | list[int] | None = None) -> list[dict[str, Any]]:
+        """Selecting the chosen latents (see :meth:`to_html`) and re-sorting, precomputed for a static snapshot."""
         from .snapshot import precompute_replies
 
-        features = self._snapshot_features if self._snapshot_features is not None else self._snapshot_choice(None)
+        features = self._snapshot_choice(features)
         sel, mode, steer, cls = int(self.selected), self.effect_mode, float(self.steer), int(self.effect_class)
         by0, cls0 = self.sort_by, int(self.sort_class)
         select = [
