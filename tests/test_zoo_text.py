@@ -112,6 +112,12 @@ def test_featurelab_continues_the_text_as_trained_and_edited(lm):
         lab.steer = steer
         assert lab.error == ""
         assert lab.generated_edited != lab.generated_baseline and len(lab.generated_edited) == 12
+        lab.index = 2  # the as-trained text is kept per input: another input gets its own
+        seq = data.X[2:3]
+        with lens.off(), torch.no_grad():
+            for _ in range(12):
+                seq = torch.cat([seq, model(seq[:, -64:])[:, -1].argmax(-1, keepdim=True)], 1)
+        assert lab.generated_baseline == data.decode(seq[0, 64:])
         with pytest.raises(ValueError, match="generate must be a number of tokens"):
             sw.FeatureLab(lens, inputs=data, site="blocks.1.mlp.1", generate=-1)
     with pytest.raises(ValueError, match="inputs must be integer ids"):

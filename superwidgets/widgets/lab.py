@@ -280,6 +280,7 @@ class FeatureLab(WidgetBase):
         if encode is not None and not callable(encode):
             raise TypeError(f"encode must be a function of a text, got {type(encode).__name__}")
         self._generate, self._decode, self._encode = int(generate), decode, encode
+        self._clean_text: tuple[torch.Tensor, int, str] | None = None  # (input, its version, as-trained text)
         self._texts: dict[int, tuple[str, list[str]]] = {}  # typed text of an input: (text, its tokens)
         self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._cohort_coords: np.ndarray | None = None
@@ -739,7 +740,7 @@ class FeatureLab(WidgetBase):
             result = self._lens.run(x)
             acts = self._lens.activations(x, self.site)[self.site]
             cohort = self._lens.run(self._X) if self._cohort_k > 0 else None
-            written = (self._continue(x, edited=False), self._continue(x, edited=True)) if self._generate else None
+            written = (self._continue_clean(x), self._continue(x, edited=True)) if self._generate else None
         except Exception:
             self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled = old
             raise
@@ -763,6 +764,13 @@ class FeatureLab(WidgetBase):
             self.generated_baseline, self.generated_edited = written
         if cohort is not None:
             self._summarise(cohort)
+
+    def _continue_clean(self, x: torch.Tensor) -> str:
+        """The as-trained continuation of the shown input, computed once per input (edits do not change it)."""
+        cached = self._clean_text
+        if cached is None or cached[0] is not x or cached[1] != x._version:  # holds x: no identity reuse
+            cached = self._clean_text = (x, x._version, self._continue(x, edited=False))
+        return cached[2]
 
     def _continue(self, x: torch.Tensor, *, edited: bool) -> str:
         """Greedy continuation of ``x`` (1, T) by ``generate`` tokens, edits on or off, decoded."""
