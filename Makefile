@@ -5,7 +5,7 @@
 
 lab:
 	scripts/setup.sh
-	.venv/bin/python -m jupyter lab notebooks/00-tour.ipynb
+	scripts/lab.sh
 
 test:
 	WITH_BROWSER=1 scripts/setup.sh
