@@ -12,6 +12,7 @@ MODULES = {
     "align": "bench.align",
     "hooks": "bench.hooks",
     "engine": "bench.engine",
+    "cache": "bench.cache",
     "import": "bench.import_time",
     "wire": "bench.wire",
     "toy": "bench.toy",

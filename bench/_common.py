@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 #: Benchmarks in the order ``python -m bench all`` runs them (and the doc lists them).
-NAMES = ("hooks", "engine", "import", "wire", "toy", "sae", "cohort", "align", "latency")
+NAMES = ("hooks", "engine", "cache", "import", "wire", "toy", "sae", "cohort", "align", "latency")
 
 TITLES = {
     "align": "GW alignment of two representation spaces (`python -m bench align`)",
@@ -28,6 +28,7 @@ TITLES = {
     "wire": "Arrays on the wire (`python -m bench wire`)",
     "latency": "Slider to DOM in JupyterLab + Chromium (`python -m bench latency`)",
     "toy": "Toy models of superposition: retraining the lesson model (`python -m bench toy`)",
+    "cache": "Baseline cache: what its freshness check costs (`python -m bench cache`)",
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
     "cohort": "FeatureLab cohort view at 10,000 records (`python -m bench cohort`)",
     "sae": "Sparse autoencoder training throughput (`python -m bench sae`)",

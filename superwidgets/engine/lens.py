@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import types
 import weakref
@@ -262,21 +263,13 @@ class Lens:
             return
         module = resolve_site(self.model, site)
         st = _Site(site, module)
-        lens = self
-
-        inner = module.__dict__.get("forward")  # an instance-level forward installed by someone else
-
-        def forward(self_: nn.Module, *args: Any, **kwargs: Any) -> Any:
-            out = inner(*args, **kwargs) if inner is not None else type(self_).forward(self_, *args, **kwargs)
-            if not st.active or lens._bypass:
-                return out
-            return st.apply(out)
 
         # An instance-level forward wrapper rather than a forward hook: any hook moves
         # Module._call_impl off its no-hook fast path (~5 µs a call); this costs ~1 µs.
-        wrapped = types.MethodType(forward, module)
-        module.forward = wrapped
-        st.handle = _ForwardHandle(module, wrapped, inner)
+        # `inner` is an instance-level forward installed before ours (another Lens's, or the user's).
+        wrapper = _Forward(module, st, self, module.__dict__.get("forward"))
+        module.forward = wrapper
+        st.handle = wrapper
         self._sites[site] = st
 
     @property
@@ -643,11 +636,29 @@ class Lens:
         return save_edits(self.edits, path)
 
     def load_edits(self, path: str | Path, *, saes: dict[str, Any] | None = None, replace: bool = True) -> list[Edit]:
-        """Load an edit set saved by :meth:`save_edits` (replacing the current edits unless ``replace=False``)."""
+        """Load an edit set saved by :meth:`save_edits` (replacing the current edits unless ``replace=False``).
+
+        All or nothing: every edit is checked against this lens's model (site names, widths)
+        before any is attached, and if anything fails the lens keeps exactly the edits it had.
+        """
+        self._check_open()
         loaded = load_edits(path, saes)
-        if replace:
+        for i, e in enumerate(loaded):
+            try:
+                self._check_op(e.site, e.op, e.basis, e.feature_dim, e.element)
+            except (SiteError, EditError) as exc:
+                raise type(exc)(f"{path}: edit {i} ({e.name!r}) does not fit this model: {exc}") from None
+        before = [(e, e.enabled) for e in self.edits]
+        try:
+            if replace:
+                self.clear()
+            return [self.add(e) for e in loaded]
+        except BaseException:
             self.clear()
-        return [self.add(e) for e in loaded]
+            for e, enabled in before:
+                self.add(e)
+                e.enabled = enabled
+            raise
 
     def to_code(self, *, model: str = "model", inputs: str | None = None) -> str:
         """Python source that rebuilds this lens's edits and reproduces its numbers (see :func:`edits_to_code`)."""
@@ -739,7 +750,23 @@ class Lens:
         except (EditError, LensClosedError):
             raise
         except Exception as exc:  # the model's own failure, re-raised with context
-            raise ModelError(f"the model raised {type(exc).__name__}: {exc}{self._shape_hint(inputs)}") from exc
+            hint = self._dtype_hint(inputs, exc) or self._shape_hint(inputs)
+            raise ModelError(f"the model raised {type(exc).__name__}: {exc}{hint}") from exc
+
+    def _dtype_hint(self, inputs: Any, exc: Exception) -> str:
+        """A hint when an integer input (a uint8 or int64 image batch) reached float layers."""
+        ref = next(iter(self.model.parameters()), None)
+        tensors = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+        ints = [
+            t for t in tensors if isinstance(t, torch.Tensor) and not t.is_floating_point() and t.dtype != torch.bool
+        ]
+        if ref is None or not ref.is_floating_point() or not ints or "type" not in str(exc).lower():
+            return ""
+        scale = " / 255 (uint8 pixel values 0–255)" if ints[0].dtype == torch.uint8 else ""
+        return (
+            f". The input is an integer tensor ({ints[0].dtype}) and the model computes in {ref.dtype}: "
+            f"convert it with x.to({ref.dtype}){scale} (token ids for an embedding layer can stay integers)"
+        )
 
     def _shape_hint(self, inputs: Any) -> str:
         """A hint when the input's shape differs from one the model ran on before."""
@@ -800,19 +827,35 @@ class Lens:
 
     @contextlib.contextmanager
     def _clean(self) -> Iterator[None]:
-        """Edits off (hooks return at once) and eval mode."""
+        """Edits off (hooks return at once) and eval mode; nests (the outer state is restored)."""
+        outer = self._bypass
         self._bypass = True
         try:
             with self._mode():
                 yield
         finally:
-            self._bypass = False
+            self._bypass = outer
 
-    def _params_version(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self.model.parameters())
+    def _state_key(self) -> tuple[Any, ...]:
+        """A fingerprint of every parameter and buffer, so a cached baseline is never stale.
+
+        Version counters and storage pointers catch in-place ops, ``load_state_dict`` and
+        reassignment; they miss ``p.data.mul_(...)`` (``.data`` has its own counter) and
+        BatchNorm's running statistics (updated inside the kernel), so each tensor's sum is
+        part of the key too: one read of the weights, a few per cent of a forward pass
+        (``docs/BENCHMARKS.md`` §baseline cache).
+        """
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        sums: dict[torch.device, list[torch.Tensor]] = {}
+        for t in tensors:
+            if t.device.type != "meta":  # offloaded weights (accelerate) have no values here
+                s = t.detach().sum(dtype=torch.float32 if t.is_floating_point() else torch.int64)
+                sums.setdefault(t.device, []).append(s.to(torch.float64))
+        values = b"".join(torch.stack(v).cpu().numpy().tobytes() for v in sums.values())
+        return tuple((t._version, t.data_ptr()) for t in tensors), values
 
     def _baseline(self, inputs: Any) -> Any:
-        key = (id(inputs), _version(inputs), self._params_version(), frozenset(self._sites))
+        key = (id(inputs), _version(inputs), self._state_key(), frozenset(self._sites))
         if self._baseline_key == key and self._baseline_ref is inputs:
             return self._baseline_out
         hit = self._baselines.get(key)
@@ -899,18 +942,52 @@ def _signature(inputs: Any) -> Any:
     return type(inputs)
 
 
-class _ForwardHandle:
-    """Undoes a Lens's instance-level ``forward`` wrapper (the analogue of a hook handle)."""
+class _Forward:
+    """A Lens's instance-level ``forward`` on one module: the module's own forward, then the site's edits.
 
-    __slots__ = ("inner", "module", "wrapped")
+    It is also its own handle (:meth:`remove`). Wrappers of several lenses on one module
+    (``Lens(model)`` and ``Lens(model[0])``) form a chain through ``inner``; removing one
+    splices it out wherever it sits. A ``copy.deepcopy`` of the model gets the module's
+    plain forward (the copy is a clean, independent model, bound to no lens).
+    """
 
-    def __init__(self, module: nn.Module, wrapped: Any, inner: Any) -> None:
-        self.module, self.wrapped, self.inner = module, wrapped, inner
+    __slots__ = ("inner", "lens", "module", "site")
+
+    def __init__(self, module: nn.Module, site: _Site, lens: Lens, inner: Any) -> None:
+        self.module, self.site, self.lens, self.inner = module, site, lens, inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        inner = self.inner
+        out = inner(*args, **kwargs) if inner is not None else type(self.module).forward(self.module, *args, **kwargs)
+        st = self.site
+        if not st.active or self.lens._bypass:
+            return out
+        return st.apply(out)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        inner = self.inner
+        if inner is not None:  # keep what was installed before us (copying any lens wrappers in it clean too)
+            return copy.deepcopy(inner, memo)
+        module = memo.get(id(self.module))  # the copy of our module, made before its __dict__ is copied
+        if module is None:
+            module = copy.deepcopy(self.module, memo)
+        return types.MethodType(type(module).forward, module)
 
     def remove(self) -> None:
-        if self.module.__dict__.get("forward") is self.wrapped:
+        """Take this wrapper out of the module's forward chain (safe to call twice)."""
+        d = self.module.__dict__
+        top = d.get("forward")
+        if top is self:
             if self.inner is None:
-                del self.module.__dict__["forward"]
+                del d["forward"]
             else:
-                self.module.__dict__["forward"] = self.inner
-        # else someone wrapped on top of ours: ours stays in their chain as a pass-through (site.active = ())
+                d["forward"] = self.inner
+        else:  # another lens wrapped on top of ours: unlink ours from its chain
+            node = top
+            while isinstance(node, _Forward):
+                if node.inner is self:
+                    node.inner = self.inner
+                    break
+                node = node.inner
+            # else a foreign wrapper sits on top: ours stays in its chain as a pass-through (site.active = ())
+        self.site.active = ()
