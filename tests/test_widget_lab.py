@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+import traitlets
 import torch.nn.functional as F
 from _util import hook_count
 
@@ -338,3 +341,28 @@ def test_categorical_record_fields_take_level_names():
             np.testing.assert_array_equal(lab.baseline, before)
     finally:
         lab.lens.close()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0, "wide"])
+def test_steer_max_must_be_positive_and_finite(zoo, bad):
+    model, data = zoo
+    with sw.Lens(model) as lens:
+        with pytest.raises(ValueError, match="steer_max must be a positive"):
+            sw.FeatureLab(lens, inputs=data, site="hidden", steer_max=bad)
+        assert lens.edits == []  # nothing was attached before the refusal
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", steer_max=2.0)
+        with pytest.raises(traitlets.TraitError, match="steer_max"):
+            lab.steer_max = bad
+        assert lab.steer_max == 2.0
+
+
+def test_refresh_shows_a_weight_change_made_through_data(zoo):
+    model, data = zoo
+    model = copy.deepcopy(model)
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+        before = np.array(lab.baseline)
+        model.out.weight.data.mul_(-1.0)  # .data writes do not bump a version counter
+        lab.refresh()
+        np.testing.assert_allclose(lab.baseline, expected(model, data.X[38:39]), atol=1e-6)
+        assert not np.allclose(lab.baseline, before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,17 @@ __all__ = ["MAX_CLASSES", "FeatureLab", "prediction_of"]
 
 #: The live FeatureLab of each (lens, site): a new one replaces the old one's edits.
 _READOUTS = ("softmax", "sigmoid", "identity")
+
+
+def _check_steer_max(value: Any) -> float:
+    """``steer_max`` as a positive finite float, or a ValueError saying what to pass."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"steer_max must be a positive number (the slider's range), got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"steer_max must be a positive, finite number (the slider's range), got {v}")
+    return v
 
 
 class FeatureLab(WidgetBase):
@@ -257,6 +269,8 @@ class FeatureLab(WidgetBase):
         if cohort_top < 0:
             raise ValueError(f"cohort_top must be >= 0, got {cohort_top}")
         self._cohort_k = int(cohort_top)
+        if steer_max is not None:
+            steer_max = _check_steer_max(steer_max)
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
         self._output = check_output(output)
@@ -386,6 +400,13 @@ class FeatureLab(WidgetBase):
         """Switch every feature back on and every slider to 0."""
         with self._publish():
             self._apply(self.index, [], np.zeros(len(self.feature_names), dtype=np.float32))
+
+    @traitlets.validate("steer_max")
+    def _valid_steer_max(self, proposal: Any) -> float:
+        try:
+            return _check_steer_max(proposal["value"])
+        except ValueError as exc:
+            raise traitlets.TraitError(str(exc)) from None
 
     def refresh(self) -> None:
         """Re-run the model (e.g. after editing the lens from Python)."""
