@@ -95,3 +95,61 @@ def test_featurelab_replies_flip_each_switch_from_the_saved_state():
     assert sorted(map(tuple, sets[1:-1])) == sorted(tuple(sorted({13} ^ {i})) for i in range(16))
     assert all(r["match"]["index"] == 38 and len(r["match"]["__buffers__"]) == 1 for r in replies)
     assert {"edited", "ablated"} <= set(replies[1]["patch"])
+
+
+#: Class names that end a naively escaped state script early: "<!--" then "<script" puts the HTML
+#: parser in its "double escaped" state, where the state's own "</script>" no longer closes it.
+HOSTILE = ["<!--<script>alert(1)</script>", "<!-- a & b > c \u2028\u2029 <script>"]
+
+
+def test_state_script_escapes_every_markup_character_and_decodes_to_the_same_state(tmp_path):
+    from superwidgets.widgets.snapshot import _view_state
+
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38, class_names=HOSTILE)
+        text = lab.to_html(tmp_path / "hostile.html")
+        state, replies = _view_state(lab), lab._snapshot_replies()
+    parts = _scripts(text)
+    for name in ("sw-snapshot-state", "sw-snapshot-replies"):
+        raw = parts[name]
+        assert not set(raw) & set("<>&\u2028\u2029"), f"{name} holds a raw markup character"
+    assert json.loads(parts["sw-snapshot-state"]) == json.loads(json.dumps(state))
+    assert json.loads(parts["sw-snapshot-state"])["class_names"] == HOSTILE
+    assert json.loads(parts["sw-snapshot-replies"]) == json.loads(json.dumps(replies))
+
+
+def _synced(widget) -> dict:
+    """Every synced trait of ``widget`` as comparable JSON (arrays as their bytes)."""
+    state, _paths, buffers = __import__("ipywidgets").widgets.widget._remove_buffers(widget.get_state())
+    return {"state": state, "buffers": [bytes(b) for b in buffers]}
+
+
+def test_to_html_leaves_the_live_widgets_state_and_error_area_alone(tmp_path):
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    with sw.Lens(model) as lens:
+        lab = sw.FeatureLab(lens, inputs=data, site="hidden", index=38)
+        lab.ablated = [13]
+        with pytest.raises(ValueError, match="out of range"):
+            lab.index = 100000  # a bad input: the error area says so, the last good state stays
+        error = lab.error
+        assert "out of range" in error
+        before = _synced(lab)
+        sent: list = []
+        send = lab.comm.send
+        lab.comm.send = lambda *a, **k: (sent.append((a, k)), send(*a, **k))
+        lab.to_html(tmp_path / "lab.html")
+        assert lab.error == error
+        assert _synced(lab) == before  # rev, seq, origin and every result too
+        assert sent == []  # the views were told nothing: nothing changed
+
+    dash = sw.FeatureDashboard(model, "hidden", ReLUSAE(16, 12, seed=0), data.X[:100], effect_sample=30)
+    try:
+        with pytest.raises(ValueError):
+            dash.selected = 10**6
+        assert dash.error != ""
+        before = _synced(dash)
+        dash.to_html(tmp_path / "dash.html", features=4)
+        assert _synced(dash) == before
+    finally:
+        dash.lens.close()

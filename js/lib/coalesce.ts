@@ -24,12 +24,18 @@ export class Coalescer<T> {
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  /** Offer a new value; sent now if nothing is in flight, else kept as the pending value. */
+  /**
+   * Offer a new value; sent now if nothing is in flight (or the request in flight is older than
+   * the timeout), else kept as the pending value.
+   */
   push(value: T): void {
     if (this.inFlight !== null && this.now() - this.sentAt < this.timeoutMs) {
       this.pending = { value };
       return;
     }
+    // Sending now supersedes any value still waiting: left in the slot, that older value would
+    // go out when this request is answered and overwrite the newest one.
+    this.pending = null;
     this.dispatch(value);
   }
 

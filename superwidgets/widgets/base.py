@@ -127,6 +127,26 @@ class WidgetBase(anywidget.AnyWidget):
             self._tls.quiet = {}
         self._tls.quiet[id(self)] = value
 
+    @property
+    def _answering(self) -> bool:
+        """True while this thread answers a view's request (:meth:`_dispatch`); per thread like :attr:`_quiet`."""
+        return getattr(self._tls, "answering", {}).get(id(self), False)
+
+    @_answering.setter
+    def _answering(self, value: bool) -> None:
+        if not hasattr(self._tls, "answering"):
+            self._tls.answering = {}
+        self._tls.answering[id(self)] = value
+
+    @traitlets.observe("rev")
+    def _on_rev(self, _change: dict[str, Any]) -> None:
+        # Every publish bumps ``rev``. One that does not answer a view's request (a trait set from
+        # Python, a method call, a background thread, an error area written by a subclass) comes
+        # from Python, so ``origin`` becomes "" in the same message: a view then never takes a
+        # Python-side change for the answer to one of its own requests.
+        if not self._answering:
+            self.origin = ""
+
     #: Set when a newer widget of the same class took over this one's lens and site.
     _replaced = False
 
@@ -219,6 +239,7 @@ class WidgetBase(anywidget.AnyWidget):
             return
         seq = int(content.get("seq", 0)) if isinstance(content.get("seq", 0), (int, float)) else 0
         origin = str(content.get("origin", ""))
+        answering, self._answering = self._answering, True
         try:
             with self._publish(seq=seq, origin=origin):
                 fn(content, buffers)
@@ -227,10 +248,16 @@ class WidgetBase(anywidget.AnyWidget):
                 self.error = _message(exc)
                 self.seq, self.origin = seq, origin
                 self.rev += 1
+        finally:
+            self._answering = answering
 
     @contextlib.contextmanager
     def _publish(self, seq: int | None = None, origin: str = "") -> Iterator[None]:
-        """Batch trait writes into one message, clearing the error and bumping ``rev``."""
+        """Batch trait writes into one message, clearing the error and bumping ``rev``.
+
+        ``seq`` and ``origin`` are those of the view request being answered; without ``seq`` the
+        publish comes from Python and ``origin`` becomes ``""`` (see :meth:`_on_rev`).
+        """
         self._quiet = True
         try:
             with self.hold_sync():

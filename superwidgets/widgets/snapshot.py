@@ -73,9 +73,18 @@ def _view_state(widget: Any) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in widget.get_state().items() if not k.startswith("_") and k not in _SKIP}
 
 
+#: Characters written as ``\uXXXX`` in JSON embedded in a ``<script>`` element. Escaping only "</"
+#: is not enough: "<!--" followed by "<script" puts the HTML parser in its "script data double
+#: escaped" state, where the real "</script>" no longer ends the element and the rest of the page is
+#: swallowed. With no "<" at all no markup can start; ">" and "&" go too for the same reason, and
+#: U+2028/U+2029 are line breaks to older JavaScript parsers. JSON.parse reads each escape back as
+#: the same character.
+_SCRIPT_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"})
+
+
 def _script_json(value: Any) -> str:
-    # "</" could close the script element early; JSON allows "<\/" for it
-    return json.dumps(value, allow_nan=False).replace("</", "<\\/")
+    """``value`` as JSON that is safe as the text of a ``<script type="application/json">`` element."""
+    return json.dumps(value, allow_nan=False).translate(_SCRIPT_ESCAPES)
 
 
 def precompute_replies(
@@ -86,7 +95,9 @@ def precompute_replies(
     Parameters
     ----------
     widget : WidgetBase
-        The widget; its state is changed by each action and put back by ``restore``.
+        The widget; its state is changed by each action and put back by ``restore``. The actions
+        run with the widget's observers quiet, and every synced trait is left as it was before
+        (the error area, ``rev``, ``seq`` and ``origin`` included); the views get no message.
     cases : list of (match, action)
         ``match``: the fields a view message must have (e.g. ``{"type": "ablate", "feature": 3}``);
         ``action``: the Python call that answers it. Cases whose action raises ``ValueError`` are
@@ -102,16 +113,37 @@ def precompute_replies(
     """
     base = _view_state(widget)
     states: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    with widget.hold_sync():
-        try:
-            for match, action in cases:
+    # Saving a snapshot must leave the live widget as it was, its error area included. The actions
+    # write traits, and a trait set from Python normally runs the widget's observer, which re-runs
+    # the model and publishes (clearing the error, bumping ``rev``): so the actions run quiet, and
+    # every synced trait is put back as the exact object it was once ``restore`` has rebuilt the rest.
+    saved = {k: getattr(widget, k) for k in widget.keys if not k.startswith("_") and k not in _SKIP}
+    held = set(getattr(widget, "_states_to_send", ()))
+    quiet = widget._quiet
+    widget._quiet = True
+    try:
+        with widget.hold_sync():
+            try:
+                for match, action in cases:
+                    try:
+                        action()
+                    except ValueError:
+                        continue
+                    states.append((match, _view_state(widget)))
+            finally:
                 try:
-                    action()
-                except ValueError:
-                    continue
-                states.append((match, _view_state(widget)))
-        finally:
-            restore()
+                    restore()
+                finally:
+                    # ``rev`` first: a change of it resets ``origin`` (WidgetBase._on_rev)
+                    for k in sorted(saved, key=lambda k: k != "rev"):
+                        if getattr(widget, k) is not saved[k]:
+                            setattr(widget, k, saved[k])
+                    # the views already show these values: don't send them again on leaving hold_sync
+                    pending = getattr(widget, "_states_to_send", None)
+                    if pending is not None:
+                        pending.difference_update(k for k in saved if k not in held)
+    finally:
+        widget._quiet = quiet
     skip = {"rev", "seq", "origin", "error"}
     varying = sorted({k for _, st in states for k, v in st.items() if k not in skip and v != base.get(k)})
     return [{"match": match, "patch": {k: st[k] for k in varying}} for match, st in states]
