@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-import traitlets
 import torch.nn.functional as F
+import traitlets
 from _util import hook_count
 
 import superwidgets as sw

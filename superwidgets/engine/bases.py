@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SAE", "Basis", "Directions", "Neurons", "as_vector", "basis_from_dict", "pack", "unpack"]
+__all__ = ["SAE", "Basis", "Directions", "Neurons", "as_vector", "basis_from_dict", "describe", "pack", "unpack"]
 
 
 def as_vector(value: Any, what: str) -> torch.Tensor:
@@ -32,24 +32,93 @@ def as_vector(value: Any, what: str) -> torch.Tensor:
     return t
 
 
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are the very same view of the same memory."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.storage_offset() == b.storage_offset()
+        and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    )
+
+
 def pack(value: Any, store: dict[str, torch.Tensor] | None, key: str) -> Any:
-    """A JSON-ready form of ``value``: tensors as lists, or into ``store`` as ``{"$tensor": key}``."""
+    """A JSON-ready form of ``value``: tensors as lists, or into ``store`` as ``{"$tensor": key}``.
+
+    A tensor already in ``store`` (the same object, e.g. one ``Directions``
+    basis shared by two edits) is stored once and referenced by its first key.
+    """
     if isinstance(value, torch.Tensor):
         if store is None:
             return value.tolist()
-        store[key] = value.detach().to("cpu").contiguous()
+        t = value.detach().to("cpu").contiguous()
+        if t.numel():
+            for k, seen in store.items():
+                if _same_view(seen, t):
+                    return {"$tensor": k}
+        store[key] = t
         return {"$tensor": key}
     if isinstance(value, tuple):
         return list(value)
     return value
 
 
-def unpack(value: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
-    """Inverse of :func:`pack`."""
+def describe(value: Any) -> str:
+    """How a (JSON) value reads in an error message: ``the string 'false'``, ``the number 1.5``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def unpack(value: Any, tensors: dict[str, torch.Tensor] | None, where: str = "tensor") -> Any:
+    """Inverse of :func:`pack`: resolve ``{"$tensor": key}`` in ``tensors`` (``where`` names the field in errors)."""
     if isinstance(value, dict) and "$tensor" in value:
-        if tensors is None or value["$tensor"] not in tensors:
-            raise ValueError(f"tensor {value['$tensor']!r} is missing; load the edit set with its .safetensors file")
-        return tensors[value["$tensor"]]
+        key = value["$tensor"]
+        if not isinstance(key, str) or len(value) != 1:
+            raise ValueError(
+                f'{where} must be a tensor reference {{"$tensor": "<name>"}} or a list of numbers, '
+                f"got {describe(value)} with $tensor {describe(key)}"
+            )
+        if tensors is None:
+            raise ValueError(
+                f"{where}: tensor {key!r} is missing: the edit set names no tensor file; "
+                "load the edit set with its .safetensors file"
+            )
+        if key not in tensors:
+            raise ValueError(
+                f"{where}: tensor {key!r} is missing from the tensor file; "
+                "load the edit set with the .safetensors file saved with it"
+            )
+        return tensors[key]
+    return value
+
+
+def _tensor_field(value: Any, tensors: dict[str, torch.Tensor] | None, where: str) -> Any:
+    """A tensor-valued field from a file: a ``$tensor`` reference or a (nested) list of numbers."""
+    value = unpack(value, tensors, where)
+    if isinstance(value, (torch.Tensor, list)):
+        return value
+    raise ValueError(
+        f'{where} must be a list of numbers or a tensor reference {{"$tensor": "<name>"}}, got {describe(value)}'
+    )
+
+
+def _names_field(value: Any, where: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValueError(f"{where} must be a list of strings (one name per feature) or null, got {describe(value)}")
     return value
 
 
@@ -283,22 +352,57 @@ class SAE(Basis):
         return f"SAE({self.name!r}, keep_error={self.keep_error})"
 
 
+_BASIS_FIELDS = {
+    "neurons": ("kind", "prefix"),
+    "directions": ("kind", "vectors", "names"),
+    "sae": ("kind", "name", "keep_error", "names"),
+}
+
+
 def basis_from_dict(
-    d: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None, saes: dict[str, Any] | None = None
+    d: dict[str, Any],
+    tensors: dict[str, torch.Tensor] | None = None,
+    saes: dict[str, Any] | None = None,
+    *,
+    where: str = "basis",
 ) -> Basis:
     """Rebuild a basis from :meth:`Basis.to_dict` output.
 
     ``tensors`` resolves ``{"$tensor": key}`` references; ``saes`` maps SAE
-    names to modules for an SAE basis.
+    names to modules for an SAE basis. Every field is checked first: a wrong
+    one raises ``ValueError`` naming it (``where`` prefixes the field names,
+    e.g. ``"edits.json: edits[1].basis"``).
     """
+    if not isinstance(d, dict):
+        raise ValueError(f'{where} must be an object such as {{"kind": "neurons"}}, got {describe(d)}')
     kind = d.get("kind")
+    if not isinstance(kind, str) or kind not in _BASIS_FIELDS:
+        raise ValueError(f"{where}.kind must be 'neurons', 'directions' or 'sae', got {describe(kind)}")
+    unknown = sorted(set(d) - set(_BASIS_FIELDS[kind]))
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown field(s) {unknown}; a {kind} basis has the fields {list(_BASIS_FIELDS[kind])}"
+        )
     if kind == "neurons":
-        return Neurons(prefix=d.get("prefix", "unit "))
+        prefix = d.get("prefix", "unit ")
+        if not isinstance(prefix, str):
+            raise ValueError(f"{where}.prefix must be a string, got {describe(prefix)}")
+        return Neurons(prefix=prefix)
+    names = _names_field(d.get("names"), f"{where}.names")
     if kind == "directions":
-        return Directions(unpack(d["vectors"], tensors), names=d.get("names"))
-    if kind == "sae":
-        name = d.get("name", "sae")
-        if not saes or name not in saes:
-            raise ValueError(f"this edit uses the SAE {name!r}; pass saes={{{name!r}: sae_module}} to load it")
-        return SAE(saes[name], name=name, keep_error=d.get("keep_error", True), names=d.get("names"))
-    raise ValueError(f"unknown basis kind {kind!r}; expected 'neurons', 'directions' or 'sae'")
+        if "vectors" not in d:
+            raise ValueError(f"{where}.vectors is missing; a directions basis needs its vectors (one row per feature)")
+        vectors = _tensor_field(d["vectors"], tensors, f"{where}.vectors")
+        try:
+            return Directions(vectors, names=names)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    name = d.get("name", "sae")
+    if not isinstance(name, str):
+        raise ValueError(f"{where}.name must be a string (the SAE's name), got {describe(name)}")
+    keep_error = d.get("keep_error", True)
+    if not isinstance(keep_error, bool):
+        raise ValueError(f"{where}.keep_error must be true or false, got {describe(keep_error)}")
+    if not saes or name not in saes:
+        raise ValueError(f"{where}: this edit uses the SAE {name!r}; pass saes={{{name!r}: sae_module}} to load it")
+    return SAE(saes[name], name=name, keep_error=keep_error, names=names)

@@ -22,12 +22,15 @@ direction basis projects the span out exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
-from .bases import SAE, Basis, Neurons, as_vector, basis_from_dict, pack, unpack
+from .bases import SAE, Basis, Neurons, _tensor_field, as_vector, basis_from_dict, describe, pack
 
 if TYPE_CHECKING:
     from .lens import Lens
@@ -69,6 +72,34 @@ def _finite(x: float, what: str) -> float:
     if v != v or v in (float("inf"), float("-inf")):
         raise ValueError(f"{what} must be finite, got {v}")
     return v
+
+
+def _rows(reference: Any) -> int | None:
+    """Number of rows (inputs) of a reference batch, when it has a first axis."""
+    shape = getattr(reference, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    if isinstance(reference, (list, tuple)):
+        return len(reference)
+    return None
+
+
+def _check_reference(reference: Any, op: str) -> None:
+    if reference is not None and _rows(reference) == 0:
+        raise ValueError(
+            f"{op} got an empty reference batch (0 rows); pass a batch of at least one input, "
+            f"e.g. {op}(features, reference=X[:100])"
+        )
+
+
+def _integer(value: Any, what: str) -> int:
+    """``value`` as an int (numpy integers too); bools, floats and strings raise ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
 
 
 class Op:
@@ -234,6 +265,7 @@ class MeanAblate(Op):
     def __init__(self, features: Any, mean: Any = None, reference: Any = None) -> None:
         object.__setattr__(self, "features", _features(features))
         object.__setattr__(self, "mean", None if mean is None else as_vector(mean, "mean").flatten())
+        _check_reference(reference, "MeanAblate")
         object.__setattr__(self, "_reference", reference)
 
     def compile(self, width: int, basis: Basis, dtype: torch.dtype, device: torch.device) -> Fn:
@@ -339,10 +371,16 @@ class Resample(Op):
     def __init__(self, features: Any, pool: Any = None, seed: int = 0, reference: Any = None) -> None:
         object.__setattr__(self, "features", _features(features))
         object.__setattr__(self, "pool", None if pool is None else as_vector(pool, "pool"))
-        object.__setattr__(self, "seed", int(seed))
+        object.__setattr__(self, "seed", _integer(seed, "seed"))
+        _check_reference(reference, "Resample")
         object.__setattr__(self, "_reference", reference)
         if self.pool is not None and (self.pool.ndim != 2 or self.pool.shape[1] != len(self.features)):
             raise ValueError(f"pool must have shape (n_reference, {len(self.features)}), got {tuple(self.pool.shape)}")
+        if self.pool is not None and self.pool.shape[0] == 0:
+            raise ValueError(
+                "Resample's pool is empty (0 rows): there is nothing to draw from; pass a pool with at least "
+                "one row, or build it with lens.edit(site, Resample(features, reference=X)) from a non-empty X"
+            )
 
     def compile(self, width: int, basis: Basis, dtype: torch.dtype, device: torch.device) -> Fn:
         if self.pool is None:
@@ -379,6 +417,8 @@ class Steer(Op):
     def __init__(self, direction: Any = None, alpha: float = 1.0, feature: int | str | None = None) -> None:
         if (direction is None) == (feature is None):
             raise ValueError("Steer needs exactly one of direction=vector or feature=index")
+        if feature is not None and not isinstance(feature, str):
+            feature = _integer(feature, "feature (an index or a name)")
         object.__setattr__(self, "alpha", _finite(alpha, "alpha"))
         object.__setattr__(self, "direction", None if direction is None else as_vector(direction, "direction"))
         object.__setattr__(self, "feature", feature)
@@ -440,13 +480,84 @@ class ProjectOut(Op):
 _OPS: dict[str, type[Op]] = {c.kind: c for c in (Ablate, MeanAblate, Scale, Clamp, Resample, Steer, ProjectOut)}
 
 
-def op_from_dict(d: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> Op:
-    """Rebuild an op from :meth:`Op.to_dict` output (``tensors``: the safetensors store)."""
-    d = {k: unpack(v, tensors) for k, v in d.items()}
-    kind = d.pop("op", None)
-    if kind not in _OPS:
-        raise ValueError(f"unknown op {kind!r}; known ops are {sorted(_OPS)}")
-    return _OPS[kind](**d)
+def _is_feature(f: Any) -> bool:
+    return isinstance(f, str) or (isinstance(f, int) and not isinstance(f, bool))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _op_field(name: str, value: Any, optional: bool, tensors: dict[str, torch.Tensor] | None, where: str) -> Any:
+    """Check one field of an op read from a file (its JSON type); ``ValueError`` names it."""
+    w = f"{where}.{name}"
+    if value is None and optional:
+        return None
+    if name == "features":
+        if _is_feature(value) or (isinstance(value, (list, tuple)) and value and all(map(_is_feature, value))):
+            return value
+        raise ValueError(
+            f"{w} must be a non-empty list of feature indices (integers) or names (strings), got {describe(value)}"
+        )
+    if name in ("mean", "pool", "direction"):
+        return _tensor_field(value, tensors, w)
+    if name in ("factor", "alpha"):
+        if _is_number(value):
+            return value
+        raise ValueError(f"{w} must be a finite number, got {describe(value)}")
+    if name == "value":
+        if _is_number(value) or (isinstance(value, (list, tuple)) and value and all(map(_is_number, value))):
+            return value
+        raise ValueError(f"{w} must be a finite number or a list of them (one per feature), got {describe(value)}")
+    if name == "seed":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{w} must be an integer, got {describe(value)}")
+    if name == "feature":
+        if _is_feature(value):
+            return value
+        raise ValueError(f"{w} must be a feature index (integer), a name (string) or null, got {describe(value)}")
+    return value  # pragma: no cover - every op field is listed above
+
+
+def op_from_dict(d: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None, *, where: str = "op") -> Op:
+    """Rebuild an op from :meth:`Op.to_dict` output (``tensors``: the safetensors store).
+
+    Every field is checked first: a missing, unknown or wrong-typed one raises
+    ``ValueError`` naming it (``where`` prefixes the names, e.g. ``"edits.json: edits[1].op"``).
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f'{where} must be an object such as {{"op": "ablate", "features": [0]}}, got {describe(d)}')
+    kind = d.get("op")
+    if not isinstance(kind, str) or kind not in _OPS:
+        got = "nothing" if "op" not in d else describe(kind)
+        raise ValueError(f"{where}.op must name the operation, one of {sorted(_OPS)}; got {got}")
+    cls = _OPS[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(fields) - {"op"})
+    if unknown:
+        raise ValueError(f"{where} has unknown field(s) {unknown}; a {kind!r} op has the fields {list(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        optional = f.default is not dataclasses.MISSING
+        if name not in d:
+            if optional:
+                continue
+            raise ValueError(f"{where}.{name} is missing; a {kind!r} op needs {name}")
+        kwargs[name] = _op_field(name, d[name], optional and f.default is None, tensors, where)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+_EDIT_FIELDS = ("site", "op", "basis", "element", "feature_dim", "enabled", "name")
+
+
+def _enabled(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"enabled must be True or False, got {value!r}")
 
 
 class Edit:
@@ -483,13 +594,27 @@ class Edit:
     ) -> None:
         if not isinstance(op, Op):
             raise TypeError(f"op must be an edit operation such as sw.Ablate([3]) or sw.Steer(v, alpha=2), got {op!r}")
+        if not isinstance(site, str) or not site:
+            raise TypeError(f"site must be a module path such as 'layers.3' (a non-empty string), got {site!r}")
+        if not isinstance(element, str):
+            try:
+                element = _integer(element, "element")
+            except ValueError:
+                raise TypeError(f"element must be an int index or a str key, got {element!r}") from None
+        if feature_dim is not None:
+            try:
+                feature_dim = _integer(feature_dim, "feature_dim")
+            except ValueError:
+                raise TypeError(f"feature_dim must be an int axis or None, got {feature_dim!r}") from None
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {name!r}")
         self.site = site
         self.basis: Basis = basis if basis is not None else Neurons()
         self.element = element
         self.feature_dim = feature_dim
         self.name = name or f"{op.kind}@{site}"
         self._op = op
-        self._enabled = bool(enabled)
+        self._enabled = _enabled(enabled)
         self._lens: Lens | None = None
         self._compiled: dict[tuple[int, torch.dtype, torch.device], Fn] = {}
 
@@ -500,7 +625,7 @@ class Edit:
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
+        self._enabled = _enabled(value)
         if self._lens is not None:
             self._lens._refresh(self.site)
 
@@ -557,6 +682,8 @@ class Edit:
         d: dict[str, Any],
         tensors: dict[str, torch.Tensor] | None = None,
         saes: dict[str, Any] | None = None,
+        *,
+        where: str = "edit",
     ) -> Edit:
         """Rebuild an (unbound) edit from :meth:`to_dict` output.
 
@@ -568,16 +695,47 @@ class Edit:
             Tensors referenced as ``{"$tensor": key}`` (the edit set's safetensors file).
         saes : dict, optional
             SAE modules by name, for edits in an SAE basis.
+        where : str
+            How errors name ``d`` (e.g. ``"edits.json: edits[1]"``).
+
+        Raises
+        ------
+        ValueError
+            A missing, unknown or wrong-typed field, naming it: ``edit.enabled must
+            be true or false, got the string 'false'``.
         """
-        return cls(
-            d["site"],
-            op_from_dict(d["op"], tensors),
-            basis=basis_from_dict(d.get("basis", {"kind": "neurons"}), tensors, saes),
-            element=d.get("element", 0),
-            feature_dim=d.get("feature_dim"),
-            enabled=d.get("enabled", True),
-            name=d.get("name"),
-        )
+        if not isinstance(d, dict):
+            raise ValueError(f"{where} must be an object with a site and an op, got {describe(d)}")
+        unknown = sorted(set(d) - set(_EDIT_FIELDS))
+        if unknown:
+            raise ValueError(f"{where} has unknown field(s) {unknown}; an edit has the fields {list(_EDIT_FIELDS)}")
+        if "site" not in d:
+            raise ValueError(f'{where}.site is missing; every edit needs the module path it acts on, e.g. "hidden"')
+        site = d["site"]
+        if not isinstance(site, str) or not site:
+            raise ValueError(f"{where}.site must be a module path (a non-empty string), got {describe(site)}")
+        if "op" not in d:
+            raise ValueError(
+                f'{where}.op is missing; every edit needs an operation, e.g. {{"op": "ablate", "features": [0]}}'
+            )
+        element = d.get("element", 0)
+        if not isinstance(element, (int, str)) or isinstance(element, bool):
+            raise ValueError(
+                f"{where}.element must be an integer or a string (which output element to edit), "
+                f"got {describe(element)}"
+            )
+        feature_dim = d.get("feature_dim")
+        if feature_dim is not None and (not isinstance(feature_dim, int) or isinstance(feature_dim, bool)):
+            raise ValueError(f"{where}.feature_dim must be an integer or null, got {describe(feature_dim)}")
+        enabled = d.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{where}.enabled must be true or false, got {describe(enabled)}")
+        name = d.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{where}.name must be a string or null, got {describe(name)}")
+        op = op_from_dict(d["op"], tensors, where=f"{where}.op")
+        basis = basis_from_dict(d.get("basis", {"kind": "neurons"}), tensors, saes, where=f"{where}.basis")
+        return cls(site, op, basis=basis, element=element, feature_dim=feature_dim, enabled=enabled, name=name)
 
     def __repr__(self) -> str:
         state = "on" if self._enabled else "off"

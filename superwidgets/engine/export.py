@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import secrets
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .bases import SAE, Basis, Directions, Neurons
+from .bases import SAE, Basis, Directions, Neurons, describe
 from .edits import Edit
 
 __all__ = ["FORMAT", "edits_to_code", "load_edits", "save_edits"]
 
 FORMAT = "superwidgets.edits"
-VERSION = 1
+#: Version 2 writes the tensors' SHA-256 into both files (version 1 files still load, unchecked).
+VERSION = 2
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -26,53 +31,211 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return p.with_suffix(".json"), p.with_suffix(".safetensors")
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and bytes (identical for a save and its reload)."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _unshare(store: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy tensors whose memory overlaps an earlier one's (safetensors refuses shared memory)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, t in store.items():
+        ptr = t.untyped_storage().data_ptr() if t.numel() else 0
+        if ptr and ptr in seen:
+            t = t.clone()
+        seen.add(ptr)
+        out[key] = t
+    return out
+
+
+def _temp(target: Path) -> Path:
+    """An unused file name beside ``target`` (same directory, so a rename onto ``target`` is atomic)."""
+    while True:
+        name = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        if not name.exists():
+            return name
+
+
 def save_edits(edits: Sequence[Edit], path: str | Path) -> Path:
     """Save edits as ``PATH.json`` (structure) and ``PATH.safetensors`` (tensors, if any).
 
     Returns the JSON path. Nothing is pickled; :func:`load_edits` reads it back
-    and reproduces outputs exactly.
+    and reproduces outputs exactly. A tensor used by several edits (one
+    ``Directions`` basis shared by two edits) is stored once.
+
+    Saving is all or nothing: both files are written to temporary files in the
+    same directory and renamed into place, so a failed save leaves the previous
+    save intact and no temporary files. Both files carry the SHA-256 of the
+    tensors, and :func:`load_edits` refuses a pair that was not saved together.
+
+    Raises
+    ------
+    TypeError
+        An edit that cannot be saved (a basis without ``to_dict``, a value that is not JSON).
     """
     from safetensors.torch import save_file
 
     json_path, tensor_path = _paths(path)
     store: dict[str, torch.Tensor] = {}
-    items = [e.to_dict(store, f"edit{i}.") for i, e in enumerate(edits)]
-    doc = {"format": FORMAT, "version": VERSION, "edits": items, "tensors": tensor_path.name if store else None}
+    items = []
+    for i, e in enumerate(edits):
+        if not isinstance(e, Edit):
+            raise TypeError(f"edits[{i}] is a {type(e).__name__}, not an Edit; save lens.edits or a list of Edit")
+        try:
+            item = e.to_dict(store, f"edit{i}.")
+        except NotImplementedError:
+            kind = type(e.basis).__name__
+            raise TypeError(
+                f"edits[{i}] ({e.name!r}) cannot be saved: its basis {kind} has no to_dict(); "
+                f"implement {kind}.to_dict() or use a Neurons, Directions or SAE basis"
+            ) from None
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"edits[{i}] ({e.name!r}) cannot be saved as JSON: {exc}") from None
+        items.append(item)
+    store = _unshare(store)
+    digest = _digest(store) if store else None
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "edits": items,
+        "tensors": tensor_path.name if store else None,
+        "tensors_sha256": digest,
+    }
+    text = json.dumps(doc, indent=1) + "\n"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(doc, indent=1) + "\n")
-    if store:
-        save_file(store, str(tensor_path), metadata={"format": FORMAT})
-    elif tensor_path.exists():
-        tensor_path.unlink()
+    temps: list[Path] = []
+    backup: Path | None = None
+    try:
+        json_tmp = _temp(json_path)
+        with open(json_tmp, "x", encoding="utf-8") as f:  # a new file, with the usual permissions
+            temps.append(json_tmp)
+            f.write(text)
+        if store:
+            tensor_tmp = _temp(tensor_path)
+            temps.append(tensor_tmp)
+            save_file(store, str(tensor_tmp), metadata={"format": FORMAT, "sha256": str(digest)})
+            if tensor_path.exists():  # kept until the JSON is in place, to restore on failure
+                backup = _temp(tensor_path)
+                try:
+                    os.link(tensor_path, backup)
+                except OSError:
+                    shutil.copy2(tensor_path, backup)
+            os.replace(tensor_tmp, tensor_path)
+            temps.remove(tensor_tmp)
+            try:
+                os.replace(json_tmp, json_path)
+            except BaseException:  # put the previous tensor file back (or remove the new one)
+                if backup is not None:
+                    os.replace(backup, tensor_path)
+                    backup = None
+                else:
+                    tensor_path.unlink(missing_ok=True)
+                raise
+        else:
+            os.replace(json_tmp, json_path)
+        temps.remove(json_tmp)
+    finally:
+        for t in [*temps, *([backup] if backup is not None else [])]:
+            t.unlink(missing_ok=True)
+    if not store:
+        tensor_path.unlink(missing_ok=True)  # a tensor file of an older save
     return json_path
+
+
+def _read_tensors(tfile: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, or ``ValueError`` naming it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(tfile), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise ValueError(
+            f"{tfile}: not a readable safetensors file ({exc}); it is truncated or corrupt: save the edit set again"
+        ) from None
+    return tensors, meta
 
 
 def load_edits(path: str | Path, saes: dict[str, Any] | None = None) -> list[Edit]:
     """Read an edit set written by :func:`save_edits` (unbound edits; attach them with ``lens.add``).
 
+    The whole file is checked before anything is returned: every edit, or an error.
+
     Raises
     ------
+    FileNotFoundError
+        No ``PATH.json``.
     ValueError
-        Not an edit set, a missing tensor file, or an SAE the edits need but ``saes`` lacks.
+        Not an edit set; a field of the wrong type or a missing one (the message names the
+        file and the field, e.g. ``edits[1].enabled``); a missing, corrupt or mismatched
+        tensor file; or an SAE the edits need but ``saes`` lacks.
     """
-    from safetensors.torch import load_file
-
     json_path, _ = _paths(path)
     if not json_path.exists():
         raise FileNotFoundError(f"no edit set at {json_path}")
     try:
-        doc = json.loads(json_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{json_path} is not valid JSON: {exc}") from None
+        doc = json.loads(json_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{json_path} is not valid JSON: {exc}; save the edit set again") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{json_path} is not a superwidgets edit set (no 'format': {FORMAT!r})")
+    version = doc.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{json_path}: version must be a positive integer, got {describe(version)}")
+    if version > VERSION:
+        raise ValueError(
+            f"{json_path}: the edit set has format version {version}; this superwidgets reads up to "
+            f"{VERSION}: upgrade superwidgets"
+        )
+    if "edits" not in doc:
+        raise ValueError(f"{json_path}: 'edits' is missing; an edit set has a list of edits (possibly empty)")
+    entries = doc["edits"]
+    if not isinstance(entries, list):
+        raise ValueError(f"{json_path}: edits must be a list of edits, got {describe(entries)}")
+    tname = doc.get("tensors")
     tensors = None
-    if doc.get("tensors"):
-        tfile = json_path.with_name(doc["tensors"])
+    if tname is not None:
+        if not isinstance(tname, str) or Path(tname).name != tname or not tname.endswith(".safetensors"):
+            raise ValueError(
+                f"{json_path}: tensors must be the name of a .safetensors file in the same folder, "
+                f"or null, got {describe(tname)}"
+            )
+        want = doc.get("tensors_sha256")
+        if version >= 2 and not (isinstance(want, str) and len(want) == 64):
+            raise ValueError(
+                f"{json_path}: tensors_sha256 must be the 64-digit SHA-256 written by save_edits, "
+                f"got {describe(want)}; save the edit set again"
+            )
+        tfile = json_path.with_name(tname)
         if not tfile.exists():
             raise ValueError(f"the edit set's tensors {tfile} are missing; copy it next to {json_path.name}")
-        tensors = load_file(str(tfile))
-    return [Edit.from_dict(d, tensors, saes) for d in doc["edits"]]
+        tensors, meta = _read_tensors(tfile)
+        if version >= 2:
+            found = meta.get("sha256")
+            if found != want:
+                seen = f"is {found[:12]}..." if isinstance(found, str) else "is not recorded"
+                raise ValueError(
+                    f"{json_path}: its tensor file {tfile.name} is from another save (its tensors' SHA-256 {seen}, "
+                    f"{json_path.name} expects {want[:12]}...): the two files were not saved together; "
+                    "save the edit set again or copy the matching tensor file"
+                )
+            if _digest(tensors) != want:
+                raise ValueError(
+                    f"{tfile}: its tensors were modified or corrupted after {json_path.name} was saved "
+                    "(their SHA-256 does not match); save the edit set again"
+                )
+    out = [Edit.from_dict(d, tensors, saes, where=f"{json_path}: edits[{i}]") for i, d in enumerate(entries)]
+    return out
 
 
 def _literal(value: Any) -> str:

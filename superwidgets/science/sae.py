@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.bases import describe
+
 __all__ = [
     "ARCHITECTURES",
     "GatedSAE",
@@ -1280,6 +1282,127 @@ def save_sae(sae: nn.Module, path: str | Path) -> Path:
     return weights
 
 
+# ---------------------------------------------------------------------- checked reading
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _read_config(path: Path, hint: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``ValueError`` naming the file."""
+    try:
+        cfg = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); {hint}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} must hold a JSON object (the SAE's config), got {describe(cfg)}; {hint}")
+    return cfg
+
+
+def _cfg_int(cfg: dict[str, Any], key: str, where: Path, *, low: int = 1, default: Any = ...) -> int:
+    if key not in cfg and default is not ...:
+        return default
+    v = cfg.get(key)
+    if key not in cfg:
+        raise ValueError(f"{where}: {key} is missing; it must be an integer >= {low}")
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ValueError(f"{where}: {key} must be an integer >= {low}, got {describe(v)}")
+    return v
+
+
+def _cfg_bool(cfg: dict[str, Any], key: str, where: Path, default: bool) -> bool:
+    v = cfg.get(key, default)
+    if not isinstance(v, bool):
+        raise ValueError(f"{where}: {key} must be true or false, got {describe(v)}")
+    return v
+
+
+def _cfg_float(cfg: dict[str, Any], key: str, where: Path, *, positive: bool = False) -> float:
+    v = cfg.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{where}: {key} must be a finite number {'> 0' if positive else '>= 0'}, got {describe(v)}")
+    return float(v)
+
+
+def _expected_shapes(arch: str, d: int, n: int, per_latent: tuple[str, ...] | None = None) -> dict[str, tuple]:
+    """Shape of every weight tensor of an SAE of architecture ``arch`` (no module is built)."""
+    per = (
+        per_latent
+        or {
+            "relu": ("b_enc",),
+            "topk": ("b_enc",),
+            "gated": ("b_gate", "r_mag", "b_mag"),
+            "jumprelu": ("b_enc", "threshold"),
+        }[arch]
+    )
+    return {"W_enc": (d, n), "W_dec": (n, d), "b_dec": (d,), **{k: (n,) for k in per}}
+
+
+def _unreadable(path: Path, exc: Exception, hint: str) -> ValueError:
+    return ValueError(f"{path}: not a readable safetensors file ({exc}); it is truncated or corrupt: {hint}")
+
+
+def _weights_header(path: Path, hint: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (shape, dtype)}`` from a safetensors header, without reading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            out = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                out[k] = (tuple(int(n) for n in sl.get_shape()), str(sl.get_dtype()))
+            return out
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise _unreadable(path, exc, hint) from None
+
+
+def _check_header(
+    path: Path,
+    header: dict[str, tuple[tuple[int, ...], str]],
+    expected: dict[str, tuple],
+    needs: str,
+    optional: dict[str, tuple[tuple, ...]] | None = None,
+) -> None:
+    """Every tensor ``expected`` is in ``header`` with that shape and a float dtype, and nothing else is."""
+    optional = optional or {}
+    missing = sorted(set(expected) - set(header))
+    extra = sorted(set(header) - set(expected) - set(optional))
+    if missing or extra:
+        raise ValueError(
+            f"{path}: the weights do not match {needs}: missing {missing}, unexpected {extra}; "
+            "the weights and the config do not belong together"
+        )
+    for name, (shape, dtype) in header.items():
+        allowed = (expected[name],) if name in expected else optional[name]
+        if shape not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(
+                f"{path}: {name} has shape {shape}, but {needs} needs shape {want}; "
+                "the weights and the config do not belong together"
+            )
+        if dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"{path}: {name} has dtype {dtype}; SAE weights must be floating point {_FLOAT_DTYPES}")
+
+
+def _read_weights(path: Path, hint: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise _unreadable(path, exc, hint) from None
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor], note: str = "") -> None:
+    for name, t in state.items():
+        ok = torch.isfinite(t)
+        if not bool(ok.all()):
+            bad = int((~ok).sum())
+            raise ValueError(
+                f"{path}: {name} has {bad} non-finite value{'s' if bad != 1 else ''} (NaN or Inf) of {t.numel()}"
+                f"{note}; the SAE is unusable: retrain it, or load a save from before training diverged"
+            )
+
+
 def load_sae(path: str | Path, *, device: str | torch.device = "cpu") -> _SAEBase:
     """Load an SAE written by :func:`save_sae` (or a SAELens folder, via :func:`load_saelens`).
 
@@ -1294,33 +1417,57 @@ def load_sae(path: str | Path, *, device: str | torch.device = "cpu") -> _SAEBas
     -------
     nn.Module
         The SAE, in eval mode; its outputs are bit-identical to the saved one's.
-    """
-    from safetensors.torch import load_file
 
+    Raises
+    ------
+    FileNotFoundError
+        No config or weights file.
+    ValueError
+        Naming the file and the field or tensor: a config field of the wrong type
+        (``d`` must be a JSON integer, ``apply_b_dec_to_input`` true or false, ...),
+        weights whose names, shapes or dtypes (read from the safetensors header
+        before anything is allocated) do not match the config, non-finite weights,
+        or a truncated or corrupt file.
+    """
     p = Path(path)
     if p.is_dir() and (p / "cfg.json").exists() and not (p / "sae.json").exists():
         return load_saelens(p, device=device)
     weights, cfg_path = _files(p)
     if not cfg_path.exists() or not weights.exists():
         raise FileNotFoundError(f"no SAE at {p}: expected {cfg_path.name} and {weights.name} (written by save_sae)")
-    cfg = json.loads(cfg_path.read_text())
+    hint = "save the SAE again with save_sae"
+    cfg = _read_config(cfg_path, hint)
     if cfg.get("format") != FORMAT:
         raise ValueError(f"{cfg_path} is not a superwidgets SAE config (format {cfg.get('format')!r})")
-    if int(cfg.get("version", 0)) > FORMAT_VERSION:
-        raise ValueError(
-            f"{cfg_path} has format version {cfg['version']}; this superwidgets reads up to {FORMAT_VERSION}"
-        )
-    a = _arch(cfg["arch"])
-    hp = {n: cfg[n] for n in _HPARAMS[a] if n in cfg}
-    sae = make_sae(
-        a,
-        int(cfg["d"]),
-        int(cfg["n_latents"]),
-        seed=0,
-        apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", True),
-        **hp,
-    )
-    state = load_file(str(weights))
+    version = _cfg_int(cfg, "version", cfg_path, default=FORMAT_VERSION)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{cfg_path} has format version {version}; this superwidgets reads up to {FORMAT_VERSION}")
+    if not isinstance(cfg.get("arch"), str):
+        raise ValueError(f"{cfg_path}: arch must be one of {list(ARCHITECTURES)}, got {describe(cfg.get('arch'))}")
+    try:
+        a = _arch(cfg["arch"])
+    except ValueError as exc:
+        raise ValueError(f"{cfg_path}: arch: {exc}") from None
+    d = _cfg_int(cfg, "d", cfg_path)
+    n = _cfg_int(cfg, "n_latents", cfg_path)
+    apply_b_dec = _cfg_bool(cfg, "apply_b_dec_to_input", cfg_path, True)
+    hp: dict[str, Any] = {}
+    for name in _HPARAMS[a]:
+        if name not in cfg:
+            continue
+        if name in ("k", "aux_k"):
+            hp[name] = _cfg_int(cfg, name, cfg_path)
+        else:
+            hp[name] = _cfg_float(cfg, name, cfg_path, positive=name == "bandwidth")
+    # shapes and dtypes from the header, before a single weight is allocated
+    needs = f"{cfg_path.name} ({a}, d={d}, n_latents={n})"
+    _check_header(weights, _weights_header(weights, hint), _expected_shapes(a, d, n), needs)
+    state = _read_weights(weights, hint)
+    _check_finite(weights, state)
+    try:
+        sae = make_sae(a, d, n, seed=0, apply_b_dec_to_input=apply_b_dec, **hp)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{cfg_path}: {exc}") from None
     _load_state(sae, state, str(weights))
     return sae.to(device).eval()
 
@@ -1337,14 +1484,6 @@ def _load_state(sae: nn.Module, state: dict[str, torch.Tensor], where: str) -> N
     with torch.no_grad():
         for name, p in sae.named_parameters():
             p.copy_(state[name].to(p.dtype))
-
-
-_SAELENS_KEYS = {
-    "relu": ("W_enc", "b_enc", "W_dec", "b_dec"),
-    "topk": ("W_enc", "b_enc", "W_dec", "b_dec"),
-    "gated": ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec"),
-    "jumprelu": ("W_enc", "b_enc", "threshold", "W_dec", "b_dec"),
-}
 
 
 def load_saelens(
@@ -1392,15 +1531,16 @@ def load_saelens(
         ``reshape_activations`` other than ``"none"``, an ``activation_fn`` other
         than ReLU/TopK, or unexpected weight tensors.
     """
-    from safetensors.torch import load_file
-
     p = Path(path)
     if p.name == "cfg.json":
         p = p.parent
     cfg_path, w_path = p / "cfg.json", p / "sae_weights.safetensors"
     if not cfg_path.exists() or not w_path.exists():
         raise FileNotFoundError(f"no SAELens SAE at {p}: expected cfg.json and sae_weights.safetensors")
-    cfg = json.loads(cfg_path.read_text())
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype such as torch.float32, got {dtype!r}")
+    hint = "export the SAE from SAELens again"
+    cfg = _read_config(cfg_path, hint)
     where = str(cfg_path)
 
     def field(name: str, problem: str) -> ValueError:
@@ -1409,24 +1549,40 @@ def load_saelens(
     act_fn = cfg.get("activation_fn", cfg.get("activation_fn_str", "relu"))
     arch_name = cfg.get("architecture", "standard")
     mapping = {"standard": "relu", "topk": "topk", "gated": "gated", "jumprelu": "jumprelu"}
-    if arch_name not in mapping:
+    if not isinstance(arch_name, str) or arch_name not in mapping:
         raise field("architecture", f"superwidgets imports {sorted(mapping)}")
     a = mapping[arch_name]
     k = cfg.get("k")
     if a == "relu" and act_fn == "topk":
-        a, k = "topk", (cfg.get("activation_fn_kwargs") or {}).get("k")
+        kwargs = cfg.get("activation_fn_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise ValueError(
+                f'{where}: activation_fn_kwargs must be an object such as {{"k": 32}}, got {describe(kwargs)}'
+            )
+        a, k = "topk", kwargs.get("k")
     elif act_fn not in (None, "relu", "topk"):
         raise field(
             "activation_fn" if "activation_fn" in cfg else "activation_fn_str", "only ReLU and TopK are supported"
         )
-    for name in ("d_in", "d_sae"):
-        if not isinstance(cfg.get(name), int):
-            raise field(name, "it must be an integer")
+    d_in = _cfg_int(cfg, "d_in", cfg_path)
+    d_sae = _cfg_int(cfg, "d_sae", cfg_path)
+    apply_b_dec = _cfg_bool(cfg, "apply_b_dec_to_input", cfg_path, True)
+    rescale = _cfg_bool(cfg, "rescale_acts_by_decoder_norm", cfg_path, False)
     norm = cfg.get("normalize_activations", "none")
     if norm is True:
         norm = "expected_average_only_in"
     if norm in (False, None):
         norm = "none"
+    if scaling_factor is not None and (
+        isinstance(scaling_factor, bool)
+        or not isinstance(scaling_factor, (int, float, np.floating, np.integer))
+        or not math.isfinite(float(scaling_factor))
+        or float(scaling_factor) <= 0
+    ):
+        raise ValueError(
+            f"scaling_factor must be a finite number > 0 (the factor the activations were multiplied by in "
+            f"training), got {scaling_factor!r}"
+        )
     if norm == "expected_average_only_in":
         if scaling_factor is None:
             raise field(
@@ -1441,40 +1597,48 @@ def load_saelens(
         raise field("reshape_activations", "only 'none' is supported (reshape hook_z activations yourself)")
     if cfg.get("hook_head_index") is not None:
         raise field("hook_head_index", "per-head SAEs are not supported")
-    state = {name: t.to(dtype) for name, t in load_file(str(w_path)).items()}
-    if "log_threshold" in state and "threshold" not in state:
-        state["threshold"] = state.pop("log_threshold").exp()
-    finetune = state.pop("finetuning_scaling_factor", state.pop("scaling_factor", None))
-    extra = sorted(set(state) - set(_SAELENS_KEYS[a]))
-    missing = sorted(set(_SAELENS_KEYS[a]) - set(state))
-    if extra or missing:
-        raise ValueError(
-            f"{w_path}: weights do not match a SAELens {arch_name!r} SAE: unexpected {extra}, missing {missing}"
-        )
     hp: dict[str, Any] = {}
     if a == "topk":
-        if not isinstance(k, int):
-            raise field("k", "a TopK SAE needs an integer k")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"{where}: k must be an integer >= 1 (active latents of a TopK SAE), got {describe(k)}")
         hp["k"] = k
-    sae = make_sae(
-        a, cfg["d_in"], cfg["d_sae"], seed=0, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)), **hp
-    )
-    own = {n: t for n, t in sae.state_dict().items()}
-    for name, t in state.items():
-        if tuple(t.shape) != tuple(own[name].shape):
+    # names, shapes and dtypes from the header, before a single weight is allocated
+    header = _weights_header(w_path, hint)
+    expected = _expected_shapes(a, d_in, d_sae)
+    if a == "jumprelu" and "log_threshold" in header and "threshold" not in header:
+        expected["log_threshold"] = expected.pop("threshold")
+    scales = {n: ((d_sae,), (1,)) for n in ("finetuning_scaling_factor", "scaling_factor")}
+    needs = f"a SAELens {arch_name!r} SAE with d_in={d_in}, d_sae={d_sae} ({cfg_path.name})"
+    _check_header(w_path, header, expected, needs, optional=scales)
+    state = {name: t.to(dtype) for name, t in _read_weights(w_path, hint).items()}
+    if "log_threshold" in state and "threshold" not in state:
+        state["threshold"] = state.pop("log_threshold").exp()
+    fname = "finetuning_scaling_factor" if "finetuning_scaling_factor" in state else "scaling_factor"
+    finetune = state.pop("finetuning_scaling_factor", state.pop("scaling_factor", None))
+    note = f" (as {dtype})" if dtype != torch.float32 else ""
+    _check_finite(w_path, state, note)
+    if finetune is not None:
+        bad = ~torch.isfinite(finetune) | (finetune <= 0)
+        if bool(bad.any()):
             raise ValueError(
-                f"{w_path}: {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)} for {cfg_path.name}"
+                f"{w_path}: {fname} has {int(bad.sum())} value(s) that are not finite and > 0 "
+                f"(e.g. {float(finetune[bad][0])}); the decoder cannot be rescaled by them: export the SAE again"
             )
+    try:
+        sae = make_sae(a, d_in, d_sae, seed=0, apply_b_dec_to_input=apply_b_dec, **hp)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
     with torch.no_grad():
         for name, prm in sae.named_parameters():
             prm.data = state[name].clone()
         if finetune is not None and not torch.all(finetune == 1):
             sae.W_dec.mul_(finetune[:, None])
-        if a == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
+        if a == "topk" and rescale:
             norms = sae.W_dec.norm(dim=1).clamp_min(1e-8)
             sae.W_dec.div_(norms[:, None])
             sae.W_enc.mul_(norms[None, :])
             sae.b_enc.mul_(norms)
         if norm == "expected_average_only_in":
             sae._fold_scale(float(scaling_factor))  # type: ignore[arg-type]
+    _check_finite(w_path, dict(sae.named_parameters()), f" after folding in the scaling factors{note}")
     return sae.to(device).eval()

@@ -14,9 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = [
-    "WEIGHTS", "CharTransformer", "Entry", "NeuronCNN", "NeuronRecordMLP", "available", "build", "card", "load"
-]
+__all__ = ["WEIGHTS", "CharTransformer", "Entry", "NeuronCNN", "NeuronRecordMLP", "available", "build", "card", "load"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -415,11 +413,14 @@ def available() -> list[str]:
 
 
 def _entry(name: str) -> Entry:
+    """The registry entry of ``name``: registered names only (never a path: ``"../x"`` is refused)."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, one of {available()}; got {name!r}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     hits = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
-    hint = f"did you mean {' or '.join(repr(h) for h in hits)}?" if hits else f"available: {available()}"
-    raise ValueError(f"unknown model {name!r}; {hint}")
+    hint = f"did you mean {' or '.join(repr(h) for h in hits)}? " if hits else ""
+    raise ValueError(f"unknown model {name!r}; {hint}registered models: {available()}")
 
 
 def build(name: str) -> nn.Module:
@@ -466,6 +467,13 @@ def load(name: str) -> tuple[nn.Module, Any]:
 
 
 def card(name: str) -> dict[str, Any]:
-    """The model card written by the training script (metrics, steps, seed)."""
+    """The model card written by the training script (metrics, steps, seed); ``{}`` if none is shipped.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of :func:`available` (with close matches).
+    """
+    _entry(name)  # a registered name, so the path stays inside WEIGHTS
     path = WEIGHTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else {}
