@@ -366,3 +366,16 @@ def test_refresh_shows_a_weight_change_made_through_data(zoo):
         lab.refresh()
         np.testing.assert_allclose(lab.baseline, expected(model, data.X[38:39]), atol=1e-6)
         assert not np.allclose(lab.baseline, before)
+
+
+def test_sae_trained_at_another_width_is_refused_even_when_its_latent_count_matches(zoo):
+    from superwidgets.science.sae import make_sae
+
+    model, data = zoo
+    sae = make_sae("relu", 8, 16, seed=0)  # 16 latents, like the 16 units of "hidden"; d = 8 does not fit
+    with sw.Lens(model) as lens:
+        with pytest.raises(ValueError, match=r"site has 16 features \(the SAE was trained on activations of width 8\)"):
+            sw.FeatureLab(lens, inputs=data, site="hidden", basis=sw.SAE(sae))
+        with pytest.raises(ValueError, match=r"site has 16 features \(the SAE was trained on activations of width 8\)"):
+            sw.FeatureDashboard(lens, "hidden", sae, data)
+        assert lens.edits == []

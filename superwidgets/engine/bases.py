@@ -316,12 +316,32 @@ class SAE(Basis):
         """Decoder rows ``(n_latents, width)``."""
         w = self.sae.W_dec
         w = w.detach() if isinstance(w, torch.Tensor) else torch.as_tensor(w)
-        if w.ndim != 2 or width not in w.shape:
+        d_in = self.input_width()
+        if w.ndim != 2 or width not in w.shape or (d_in is not None and d_in != width):
+            trained = f" (the SAE was trained on activations of width {d_in})" if d_in is not None else ""
             raise ValueError(
-                f"SAE decoder has shape {tuple(w.shape)} but the site has {width} features; "
+                f"SAE decoder has shape {tuple(w.shape)} but the site has {width} features{trained}; "
                 f"train or pick an SAE for a site of width {width}"
             )
         return w if w.shape[1] == width else w.T
+
+    def input_width(self) -> int | None:
+        """Width of the activations the SAE encodes (its ``d``), or ``None`` if it does not say.
+
+        Read from ``sae.d`` (superwidgets' SAEs), ``sae.cfg.d_in`` (SAELens) or the encoder
+        ``W_enc (d, n_latents)`` beside a decoder ``(n_latents, d)``. Without it, an SAE whose
+        number of latents happens to equal the site's width would pass for one trained there.
+        """
+        d = getattr(self.sae, "d", None)
+        if d is None:
+            d = getattr(getattr(self.sae, "cfg", None), "d_in", None)
+        if isinstance(d, int) and not isinstance(d, bool):
+            return int(d)
+        enc, dec = getattr(self.sae, "W_enc", None), self.sae.W_dec
+        if isinstance(enc, torch.Tensor) and isinstance(dec, torch.Tensor) and enc.ndim == dec.ndim == 2:
+            if enc.shape[0] == dec.shape[1] and enc.shape[1] == dec.shape[0]:
+                return int(enc.shape[0])
+        return None
 
     def size(self) -> int | None:
         w = self.sae.W_dec
