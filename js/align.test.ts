@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { coupledWeights, frameFor, nearestPoint, render, topCoupled, type AlignState } from "./align";
-import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
+import align, { coupledWeights, frameFor, nearestPoint, topCoupled, type AlignState } from "./align";
+import { FakeModel as BaseFakeModel, permutations, queries, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<AlignState> {}
 
@@ -42,7 +42,7 @@ let cleanup: () => void;
 
 function mount(over: Partial<AlignState> = {}): void {
   model = new FakeModel(baseState(over));
-  cleanup = render({ model, el });
+  cleanup = align.render({ model, el });
 }
 
 const { $, $$ } = queries(() => el);
@@ -130,7 +130,7 @@ describe("AlignmentView view", () => {
     expect(a.dataset.highlight).toBe("");
   });
 
-  test("ablate sends one coalesced edit; responses in order; a stale one is dropped", () => {
+  test("ablate sends one coalesced edit; responses in order; a stale one is dropped", async () => {
     mount();
     const box = $<HTMLInputElement>(".sw-ablate");
     box.checked = true;
@@ -154,24 +154,24 @@ describe("AlignmentView view", () => {
       slider.dispatchEvent(new Event("input"));
     }
     expect(model.sent).toHaveLength(1);
-    model.update({ seq: 1, origin: viewId(), ablated: [0], rev: 2, scores: { foscttm: 0.3 } });
+    await model.update({ seq: 1, origin: viewId(), ablated: [0], rev: 2, scores: { foscttm: 0.3 } });
     expect(model.sent).toHaveLength(2);
     expect(model.sent[1].content).toMatchObject({ seq: 2, ablated: [0], steer_feature: 0, steer_alpha: 1 });
-    model.update({ seq: 2, origin: viewId(), ablated: [0], steer_feature: 0, steer_alpha: 1, rev: 3, scores: { foscttm: 0.4 } });
+    await model.update({ seq: 2, origin: viewId(), ablated: [0], steer_feature: 0, steer_alpha: 1, rev: 3, scores: { foscttm: 0.4 } });
     expect($('[data-score="foscttm"]').textContent).toBe("0.400");
     expect($(".sw-align").classList.contains("sw-busy")).toBe(false);
     expect($$(".sw-scores thead th")).toHaveLength(4); // edited: baseline and Δ columns
     expect($(".sw-edit-text").textContent).toContain("ablated: latent 0");
     const before = el.innerHTML;
-    model.update({ seq: 1, origin: viewId(), rev: 4, scores: { foscttm: 0.9 }, error: "late" });
+    await model.update({ seq: 1, origin: viewId(), rev: 4, scores: { foscttm: 0.9 }, error: "late" });
     expect(el.innerHTML).toBe(before);
   });
 
-  test("errors show as text in the error area; busy from Python shows too", () => {
+  test("errors show as text in the error area; busy from Python shows too", async () => {
     mount();
-    model.update({ busy: true });
+    await model.update({ busy: true });
     expect($(".sw-align").dataset.busy).toBe("true");
-    model.update({ busy: false, error: "<b>ablated features [99] are out of range</b>", rev: 2 });
+    await model.update({ busy: false, error: "<b>ablated features [99] are out of range</b>", rev: 2 });
     expect($(".sw-error").hidden).toBe(false);
     expect($(".sw-error").textContent).toBe("<b>ablated features [99] are out of range</b>");
     expect($$(".sw-error b")).toHaveLength(0);
@@ -198,4 +198,35 @@ describe("AlignmentView view", () => {
     expect(el.children).toHaveLength(0);
     cleanup = () => {};
   });
+});
+
+describe("any key order, any batching (marimo applies an update one key at a time)", () => {
+  test("every order of an answer's keys, each key in its own task or not, shows the latest answer and settles", async () => {
+    const keys = ["rev", "seq", "origin", "ablated", "scores"] as const;
+    const answer = (seq: number, order: readonly string[], split: boolean, c: Partial<AlignState>): Promise<void> =>
+      model.updateOneByOne({ rev: model.get("rev") + 1, seq, origin: viewId(), ...c }, order as Array<keyof AlignState>, split);
+    for (const [k, order] of permutations(keys).entries()) {
+      // one key at a time in every order; split over tasks in every fifth order (all 120 take twice as long)
+      for (const split of k % 5 === 0 ? [false, true] : [false]) {
+        mount();
+        const box = $<HTMLInputElement>(".sw-ablate");
+        box.checked = true;
+        box.dispatchEvent(new Event("change")); // seq 1: ablate latent 0
+        const slider = $<HTMLInputElement>(".sw-steer");
+        slider.value = "1";
+        slider.dispatchEvent(new Event("input")); // waits
+        await answer(1, order, split, { ablated: [0], scores: { foscttm: 0.3 } });
+        expect(model.sent).toHaveLength(2);
+        expect($('[data-score="foscttm"]').textContent).toBe("0.300");
+        expect($(".sw-align").dataset.busy).toBe("true");
+        await answer(2, order, split, { ablated: [0], scores: { foscttm: 0.4 }, steer_feature: 0, steer_alpha: 1 });
+        expect($('[data-score="foscttm"]').textContent).toBe("0.400");
+        expect($(".sw-align").dataset.busy).toBe("false");
+        expect($(".sw-status").textContent).toBe("");
+        expect($(".sw-edit-text").textContent).toContain("ablated: latent 0");
+        expect($(".sw-align").dataset.rev).toBe("3");
+        cleanup();
+      }
+    }
+  }, 60_000);
 });

@@ -8,6 +8,7 @@ import { schemeTableau10, interpolateViridis } from "d3-scale-chromatic";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, h, rgbOf, signed } from "./lib/dom";
+import { connect, type KeyTable } from "./lib/protocol";
 import "./align.css";
 
 export interface AlignState {
@@ -36,6 +37,14 @@ export interface AlignState {
   seq: number;
   origin: string;
 }
+
+/** Every synced key the view reads (the compiler checks it against AlignState). */
+const KEYS: KeyTable<AlignState> = {
+  names: true, live: true, coupling: true, embed_a: true, embed_b: true, labels_a: true, labels_b: true,
+  index_a: true, index_b: true, class_names: true, confusion: true, scores: true, baseline_scores: true,
+  epsilon: true, feature_names: true, ablated: true, steer_feature: true, steer_alpha: true, steer_max: true,
+  busy: true, error: true, rev: true, seq: true, origin: true,
+};
 
 /** How many coupled points a hover highlights at most, and the share of the top mass they need. */
 export const MAX_HIGHLIGHT = 25;
@@ -139,13 +148,10 @@ interface Edits {
 }
 
 /** Render an AlignmentView into `el`; returns the cleanup that removes every listener. */
-export function render({ model, el }: Pick<RenderProps<AlignState>, "model" | "el">): () => void {
+function render({ model, el }: Pick<RenderProps<AlignState>, "model" | "el">): () => void {
   const d = new Disposer();
-  const viewId = `v${Math.random().toString(36).slice(2, 10)}`;
-  const on = (event: string, fn: () => void): void => {
-    model.on(event, fn);
-    d.add(() => model.off(event, fn));
-  };
+  const conn = connect(model, el, d, KEYS, (changed) => update(changed));
+  const { viewId } = conn;
 
   // ---- local control state (authoritative while a request is in flight)
   let ablated = new Set<number>(model.get("ablated"));
@@ -155,9 +161,10 @@ export function render({ model, el }: Pick<RenderProps<AlignState>, "model" | "e
   let selected = steerFeature >= 0 ? steerFeature : 0;
 
   const co = new Coalescer<Edits>((e, seq) => {
-    model.send({ type: "edit", seq, origin: viewId, ...e });
+    conn.send({ type: "edit", seq, origin: viewId, ...e });
   });
   const request = (): void => {
+    if (conn.offline()) return; // a page without a kernel: the saved state stays, with the reason
     root.classList.add("sw-busy");
     status.textContent = "aligning…";
     co.push({ ablated: [...ablated].sort((a, b) => a - b), steer_feature: steerFeature, steer_alpha: steerAlpha, epsilon });
@@ -486,16 +493,19 @@ export function render({ model, el }: Pick<RenderProps<AlignState>, "model" | "e
   }
 
   // ---- wiring
-  on("change:rev", () => {
-    const mine = model.get("origin") === viewId;
-    if (mine && !co.settle(model.get("seq"))) return; // stale response to an older request of ours
-    if (!co.busy) syncFromModel();
+  // one call per applied update, with every key of it in place (lib/protocol.ts)
+  function update(changed: ReadonlySet<keyof AlignState>): void {
+    if (changed.has("feature_names") || changed.has("steer_max")) showControls();
+    if (changed.size === 1 && changed.has("busy")) {
+      setBusy(); // Python starting an alignment: nothing else to redraw
+      return;
+    }
+    const state = conn.answer(co);
+    if (state === "stale") return; // an answer to an older request of ours
+    if (state === "idle") syncFromModel();
     renderAll();
     setBusy();
-  });
-  on("change:busy", setBusy);
-  on("change:feature_names", showControls);
-  on("change:steer_max", showControls);
+  }
 
   const pointer = (c: HTMLCanvasElement, side: "a" | "b") => (ev: MouseEvent) => {
     const r = c.getBoundingClientRect();

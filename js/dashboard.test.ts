@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { histogram, moveCursor, render, type DashboardState } from "./dashboard";
-import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
+import dashboard, { histogram, moveCursor, type DashboardState } from "./dashboard";
+import { FakeModel as BaseFakeModel, permutations, queries, settled, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<DashboardState> {}
 
@@ -63,7 +63,7 @@ let cleanup: () => void;
 
 function mount(over: Partial<DashboardState> = {}): void {
   model = new FakeModel(baseState(over));
-  cleanup = render({ model, el });
+  cleanup = dashboard.render({ model, el });
 }
 
 const { $, $$ } = queries(() => el);
@@ -74,8 +74,8 @@ const key = (k: string): void => {
 };
 
 /** What the kernel does after a request: the selected latent's views at once, rev last. */
-function respond(seq: number, patch: Partial<DashboardState>): void {
-  model.update({ seq, origin: viewId(), ...patch, rev: model.get("rev") + 1 });
+function respond(seq: number, patch: Partial<DashboardState>): Promise<void> {
+  return model.update({ seq, origin: viewId(), ...patch, rev: model.get("rev") + 1 });
 }
 
 beforeEach(() => {
@@ -144,7 +144,7 @@ describe("FeatureDashboard view", () => {
     expect($(".sw-gt-panel").hidden).toBe(false);
   });
 
-  test("a click selects a latent: one coalesced request; stale answers are dropped", () => {
+  test("a click selects a latent: one coalesced request; stale answers are dropped", async () => {
     mount();
     rows()[1].click();
     expect(model.sent).toHaveLength(1);
@@ -155,19 +155,19 @@ describe("FeatureDashboard view", () => {
     rows()[2].click();
     rows()[3].click();
     expect(model.sent).toHaveLength(1);
-    respond(1, { selected: 0, n_active: 5, act_hist: wireI32([5]), act_edges: wire([0, 2]) });
+    await respond(1, { selected: 0, n_active: 5, act_hist: wireI32([5]), act_edges: wire([0, 2]) });
     expect(model.sent).toHaveLength(2);
     expect(model.sent[1].content.feature).toBe(1);
     // the answer to request 1 is shown while 2 is in flight, but the list keeps the user's choice
     expect(rows()[3].classList.contains("sw-selected")).toBe(true);
-    respond(2, { selected: 1, n_active: 0, act_hist: wireI32([0]), top_indices: wireI32([]), top_values: wire([]) });
+    await respond(2, { selected: 1, n_active: 0, act_hist: wireI32([0]), top_indices: wireI32([]), top_values: wire([]) });
     expect($(".sw-dash").classList.contains("sw-busy")).toBe(false);
     expect($(".sw-dash").dataset.selected).toBe("1");
     expect($(".sw-feature-stats").textContent).toBe("dead: never active on the 10 inputs");
     expect($(".sw-empty").textContent).toBe("no input activates this latent");
     // a late duplicate of request 1 is stale: dropped
     const rev = $(".sw-dash").dataset.rev;
-    model.update({ seq: 1, origin: viewId(), selected: 0, rev: model.get("rev") + 1 });
+    await model.update({ seq: 1, origin: viewId(), selected: 0, rev: model.get("rev") + 1 });
     expect($(".sw-dash").dataset.selected).toBe("1");
     expect($(".sw-dash").dataset.rev).toBe(rev);
   });
@@ -213,7 +213,7 @@ describe("FeatureDashboard view", () => {
     expect(moveCursor(0, "ArrowDown", 0)).toBeNull();
   });
 
-  test("effect controls: steer mode and strength go out in the request", () => {
+  test("effect controls: steer mode and strength go out in the request", async () => {
     mount();
     const slider = $<HTMLInputElement>(".sw-steer");
     expect(slider.disabled).toBe(true);
@@ -226,33 +226,33 @@ describe("FeatureDashboard view", () => {
     slider.value = "-2";
     slider.dispatchEvent(new Event("input", { bubbles: true }));
     expect(model.sent).toHaveLength(1); // coalesced behind the first
-    respond(1, { effect_mode: "steer" });
+    await respond(1, { effect_mode: "steer" });
     expect(model.sent[1].content).toMatchObject({ mode: "steer", steer: -2 });
     const cls = $<HTMLSelectElement>(".sw-effect-class");
     expect(Array.from(cls.options).map((o) => o.textContent)).toEqual(["benign", "malignant"]);
   });
 
-  test("sort, go-to and Open in FeatureLab send messages; errors and notices show as text", () => {
+  test("sort, go-to and Open in FeatureLab send messages; errors and notices show as text", async () => {
     mount();
     const sort = $<HTMLSelectElement>(".sw-sort");
     expect(Array.from(sort.options).map((o) => o.value)).toEqual(["frequency", "max_activation", "index", "effect:0", "effect:1"]);
     sort.value = "effect:1";
     sort.dispatchEvent(new Event("change", { bubbles: true }));
     expect(model.sent[0].content).toEqual({ type: "sort", seq: 0, origin: "", by: "effect", class: 1 });
-    model.update({ order: wireI32([1, 2, 3, 0]), sort_by: "effect", sort_class: 1, rev: 2 });
+    await model.update({ order: wireI32([1, 2, 3, 0]), sort_by: "effect", sort_class: 1, rev: 2 });
     expect(rows().map((r) => r.dataset.feature)).toEqual(["1", "2", "3", "0"]);
     expect(sort.value).toBe("effect:1");
     const go = $<HTMLInputElement>(".sw-goto");
     go.value = "99";
     go.dispatchEvent(new Event("change", { bubbles: true }));
     expect(model.sent[1].content).toMatchObject({ type: "request", feature: 99 });
-    model.update({ seq: 1, origin: viewId(), error: XSS, rev: 3 });
+    await model.update({ seq: 1, origin: viewId(), error: XSS, rev: 3 });
     expect($(".sw-error").textContent).toBe(XSS);
     expect($(".sw-error").hidden).toBe(false);
     expect($(".sw-dash").dataset.selected).toBe("3");
     $<HTMLButtonElement>(".sw-open-lab").click();
     expect(model.sent[2].content).toEqual({ type: "open_lab", seq: 0, origin: "", feature: 3 });
-    model.update({ notice: "opened latent 3 in a new FeatureLab", lab_linked: true, rev: 4 });
+    await model.update({ notice: "opened latent 3 in a new FeatureLab", lab_linked: true, rev: 4 });
     expect($(".sw-notice").textContent).toBe("opened latent 3 in a new FeatureLab");
   });
 
@@ -300,4 +300,33 @@ describe("token inputs", () => {
     expect(chips[1].style.background).toContain("0.85"); // the peak is the strongest shade
     expect(chips[0].style.background).toContain("0.000"); // zero code: unshaded
   });
+});
+
+describe("any key order, any batching (marimo applies an update one key at a time)", () => {
+  test("every order of an answer's keys, each key in its own task or not, shows the latest answer and settles", async () => {
+    const keys = ["rev", "seq", "origin", "selected", "n_active"] as const;
+    const answer = (seq: number, order: readonly string[], split: boolean, c: Partial<DashboardState>): Promise<void> =>
+      model.updateOneByOne({ rev: model.get("rev") + 1, seq, origin: viewId(), ...c }, order as Array<keyof DashboardState>, split);
+    for (const [k, order] of permutations(keys).entries()) {
+      // one key at a time in every order; split over tasks in every fifth order (all 120 take twice as long)
+      for (const split of k % 5 === 0 ? [false, true] : [false]) {
+        mount();
+        rows()[1].click(); // latent 0: seq 1
+        rows()[2].click(); // latent 2: waits
+        await answer(1, order, split, { selected: 0, n_active: 5 });
+        expect(model.sent).toHaveLength(2);
+        expect(model.sent[1].content).toMatchObject({ seq: 2, feature: 2 });
+        expect($(".sw-dash").classList.contains("sw-busy")).toBe(true);
+        expect(rows()[2].classList.contains("sw-selected")).toBe(true); // the user's choice stays
+        await answer(2, order, split, { selected: 2, n_active: 3 });
+        expect(model.sent).toHaveLength(2);
+        expect($(".sw-dash").classList.contains("sw-busy")).toBe(false);
+        expect($(".sw-dash").dataset.selected).toBe("2");
+        expect($(".sw-dash").dataset.rev).toBe("3");
+        expect(rows().filter((r) => r.classList.contains("sw-selected")).map((r) => r.dataset.feature)).toEqual(["2"]);
+        cleanup();
+        await settled();
+      }
+    }
+  }, 60_000);
 });

@@ -7,6 +7,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
+import { connect, type KeyTable } from "./lib/protocol";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./dashboard.css";
@@ -59,6 +60,18 @@ export interface DashboardState {
   seq: number;
   origin: string;
 }
+
+/** Every synced key the view reads (the compiler checks it against DashboardState). */
+const KEYS: KeyTable<DashboardState> = {
+  site: true, n_inputs: true, input_kind: true, spatial_site: true, feature_names: true, class_names: true,
+  frequency: true, max_activation: true, effect: true, effect_inputs: true, n_dead: true, sort_by: true,
+  sort_class: true, order: true, selected: true, n_active: true, act_hist: true, act_edges: true, top_indices: true,
+  top_values: true, top_labels: true, top_images: true, top_maps: true, field_names: true, field_units: true,
+  top_fields: true, top_tokens: true, top_positions: true, top_field_values: true, top_field_z: true,
+  effect_mode: true, steer: true, steer_max: true, effect_class: true, effect_hist: true, effect_edges: true,
+  effect_flips: true, effect_mean: true, factor_names: true, gt_corr: true, lab_linked: true, notice: true,
+  error: true, rev: true, seq: true, origin: true,
+};
 
 /** What a detail request carries: the latent and how its effect is measured. */
 export interface Detail {
@@ -150,13 +163,10 @@ function paintExample(canvas: HTMLCanvasElement, rgb: NumArray, t: number, map: 
 }
 
 /** Render a FeatureDashboard into `el`; returns the cleanup that removes every listener. */
-export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">): () => void {
+function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">): () => void {
   const d = new Disposer();
-  const viewId = `v${Math.random().toString(36).slice(2, 10)}`;
-  const on = (event: string, fn: () => void): void => {
-    model.on(event, fn);
-    d.add(() => model.off(event, fn));
-  };
+  const conn = connect(model, el, d, KEYS, (changed) => update(changed));
+  const { viewId } = conn;
 
   // ---- local state (authoritative while a request of this view is in flight)
   let selected = model.get("selected");
@@ -166,9 +176,10 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
   let cursor = 0; // position in the rendered list
 
   const co = new Coalescer<Detail>((c, seq) => {
-    model.send({ type: "request", seq, origin: viewId, ...c });
+    conn.send({ type: "request", seq, origin: viewId, ...c });
   });
   const request = (): void => {
+    if (conn.offline()) return; // a page without a kernel: the saved state stays, with the reason
     root.classList.add("sw-busy");
     co.push({ feature: selected, mode, steer, effect_class: effectClass });
   };
@@ -521,24 +532,19 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
   }
 
   // ---- wiring
-  on("change:rev", () => {
-    const mine = model.get("origin") === viewId;
-    if (mine && !co.settle(model.get("seq"))) return; // stale answer to an older request of ours
-    if (!co.busy) {
+  // one call per applied update, with every key of it in place (lib/protocol.ts)
+  function update(changed: ReadonlySet<keyof DashboardState>): void {
+    if (changed.has("feature_names") || changed.has("effect")) buildSortOptions();
+    if (changed.has("feature_names") || changed.has("effect") || changed.has("order")) buildList();
+    if (changed.has("steer_max") || changed.has("lab_linked")) showControls();
+    const state = conn.answer(co);
+    if (state === "stale") return; // an answer to an older request of ours
+    if (state === "idle") {
       syncFromModel();
       root.classList.remove("sw-busy");
     }
     renderAll();
-  });
-  const rebuild = (): void => {
-    buildSortOptions();
-    buildList();
-  };
-  on("change:order", buildList);
-  on("change:feature_names", rebuild);
-  on("change:effect", rebuild);
-  on("change:steer_max", showControls);
-  on("change:lab_linked", showControls);
+  }
 
   d.listen(list, "click", (ev) => {
     const row = (ev.target as HTMLElement).closest("[data-feature]") as HTMLElement | null;
@@ -578,7 +584,7 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
   d.listen(goto, "change", commitGoto);
   d.listen(sort, "change", () => {
     const [by, cls] = sort.value.split(":");
-    model.send({ type: "sort", seq: 0, origin: "", by, class: cls === undefined ? model.get("sort_class") : Number(cls) });
+    conn.send({ type: "sort", seq: 0, origin: "", by, class: cls === undefined ? model.get("sort_class") : Number(cls) });
   });
   const onMode = (): void => {
     mode = steerRadio.checked ? "steer" : "ablate";
@@ -596,7 +602,7 @@ export function render({ model, el }: Pick<RenderProps<DashboardState>, "model" 
     effectClass = Number(effectClassSel.value);
     request();
   });
-  d.listen(openLab, "click", () => model.send({ type: "open_lab", seq: 0, origin: "", feature: selected }));
+  d.listen(openLab, "click", () => conn.send({ type: "open_lab", seq: 0, origin: "", feature: selected }));
 
   buildSortOptions();
   buildList();

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, expect, test, vi } from "vitest";
-import { render, type ExplorerState } from "./explorer";
-import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, wire } from "./testing/fake-model";
+import explorer, { type ExplorerState } from "./explorer";
+import { FakeModel as BaseFakeModel, permutations, queries, settled, WIDGET_BASE, wire } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<ExplorerState> {}
 
@@ -52,19 +52,19 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-test("the status says which of the replicas is shown and how far the worst one was", () => {
+test("the status says which of the replicas is shown and how far the worst one was", async () => {
   model = new FakeModel(state());
-  cleanup = render({ model, el });
+  cleanup = explorer.render({ model, el });
   expect($(".sw-status").textContent).toBe("trained · loss 5.00e-2 · best of 3 starts (start 2; worst 7.00e-2)");
-  model.update({ replica_losses: wire([0.05]), replicas: 1, replica: 0, rev: 2 });
+  await model.update({ replica_losses: wire([0.05]), replicas: 1, replica: 0, rev: 2 });
   expect($(".sw-status").textContent).toBe("trained · loss 5.00e-2");
-  model.update({ training: true, replica_losses: wire([]), rev: 3 });
+  await model.update({ training: true, replica_losses: wire([]), rev: 3 });
   expect($(".sw-status").textContent).toBe("training… loss 5.00e-2");
 });
 
 test("knobs send only what changed, debounced into one message", () => {
   model = new FakeModel(state());
-  cleanup = render({ model, el });
+  cleanup = explorer.render({ model, el });
   const knob = $<HTMLInputElement>("input.sw-knob-replicas");
   expect(knob.value).toBe("3");
   knob.value = "5";
@@ -94,7 +94,7 @@ test("knobs send only what changed, debounced into one message", () => {
 test("arrow labels stay inside the plane's plot, even for a direction at the edge", () => {
   // feature 0 points straight up with norm 1.25: its label would sit above the SVG's top edge
   model = new FakeModel(state({ W: wire([0, 1, -1, 1.25, 0, 0], [2, 3]) }));
-  cleanup = render({ model, el });
+  cleanup = explorer.render({ model, el });
   const labels = [...el.querySelectorAll("text.sw-arrow-label")].map((t) => [Number(t.getAttribute("x")), Number(t.getAttribute("y"))]);
   expect(labels).toHaveLength(3);
   for (const [x, y] of labels) {
@@ -103,4 +103,43 @@ test("arrow labels stay inside the plane's plot, even for a direction at the edg
     expect(y).toBeGreaterThanOrEqual(10);
     expect(y).toBeLessThanOrEqual(220);
   }
+});
+
+test("every order of an update's keys, each key in its own task or not, is shown whole", async () => {
+  const keys = ["rev", "ablated", "interference", "loss", "training"] as const;
+  for (const [k, order] of permutations(keys).entries()) {
+    // one key at a time in every order; split over tasks in every fifth order (all 120 take twice as long)
+    for (const split of k % 5 === 0 ? [false, true] : [false]) {
+      model = new FakeModel(state({ training: true }));
+      cleanup = explorer.render({ model, el });
+      $<HTMLElement>('.sw-norms [data-feature="1"]').click();
+      expect(model.sent[0].content).toMatchObject({ type: "ablate", feature: 1 });
+      const patch: Partial<ExplorerState> = { rev: 2, ablated: 1, interference: wire([0.5, 0, 0.25]), loss: 0.04, training: false };
+      await model.updateOneByOne(patch, [...order], split);
+      expect($(".sw-status").textContent).toBe("trained · loss 4.00e-2 · best of 3 starts (start 2; worst 7.00e-2)");
+      expect($(".sw-explorer").classList.contains("sw-busy")).toBe(false);
+      expect($(".sw-explorer").dataset.rev).toBe("2");
+      expect($('.sw-norms [data-feature="1"]').classList.contains("sw-ablated")).toBe(true);
+      cleanup();
+    }
+  }
+}, 60_000);
+
+test("on a page without a kernel (nbconvert HTML), a moved knob goes back and says it needs one", async () => {
+  el.classList.add("jupyter-widgets-disconnected");
+  model = new FakeModel(state());
+  cleanup = explorer.render({ model, el });
+  const knob = $<HTMLInputElement>("input.sw-knob-density");
+  const saved = knob.value;
+  knob.focus();
+  knob.value = "-2";
+  knob.dispatchEvent(new Event("input"));
+  vi.advanceTimersByTime(200);
+  await settled();
+  expect(model.sent).toHaveLength(0);
+  expect(knob.value).toBe(saved);
+  expect($(".sw-error").textContent).toContain("needs a running Jupyter kernel");
+  $<HTMLElement>('.sw-norms [data-feature="1"]').click();
+  expect(model.sent).toHaveLength(0);
+  el.classList.remove("jupyter-widgets-disconnected");
 });

@@ -9,6 +9,7 @@ import { scaleLinear, scaleLog } from "d3-scale";
 import { interpolateRdBu, interpolateViridis } from "d3-scale-chromatic";
 import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { control, Disposer, h } from "./lib/dom";
+import { connect, type KeyTable } from "./lib/protocol";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./explorer.css";
@@ -43,6 +44,14 @@ export interface ExplorerState {
   origin: string;
 }
 
+/** Every synced key the view reads (the compiler checks it against ExplorerState). */
+const KEYS: KeyTable<ExplorerState> = {
+  n_features: true, n_hidden: true, density: true, importance_decay: true, weight_decay: true, relu: true,
+  n_instances: true, replicas: true, replica: true, replica_losses: true, W: true, b: true, WtW: true, norms: true,
+  superpos: true, dims: true, densities: true, dstar: true, interference: true, loss: true, progress: true,
+  training: true, ablated: true, error: true, rev: true, seq: true, origin: true,
+};
+
 const FRACTIONS: Array<[number, string]> = [
   [1, "1"],
   [3 / 4, "3/4"],
@@ -55,12 +64,10 @@ const FRACTIONS: Array<[number, string]> = [
 type Knob = { key: keyof ExplorerState; input: HTMLInputElement; out: HTMLElement; read: () => number | boolean; show: (v: number | boolean) => void };
 
 /** Render the explorer into `el`; returns the cleanup. */
-export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" | "el">): () => void {
+function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" | "el">): () => void {
   const d = new Disposer();
-  const on = (event: string, fn: () => void): void => {
-    model.on(event, fn);
-    d.add(() => model.off(event, fn));
-  };
+  // one render per applied update, with every key of it in place (lib/protocol.ts)
+  const conn = connect(model, el, d, KEYS, () => renderAll());
   let seq = 0;
   let timer: ReturnType<typeof setTimeout> | null = null;
   d.add(() => {
@@ -102,10 +109,16 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
   // along with every later change of another
   const dirty = new Set<Knob>();
   const send = (): void => {
+    if (conn.offline()) {
+      // a page without a kernel: the knobs go back to the saved state (a focused one included)
+      for (const k of dirty) k.show(model.get(k.key) as number | boolean);
+      dirty.clear();
+      return;
+    }
     const content: Record<string, unknown> = { type: "settings", seq: ++seq, origin: "" };
     for (const k of dirty) content[k.key] = k.read();
     dirty.clear();
-    model.send(content);
+    conn.send(content);
   };
   const debounced = (): void => {
     if (timer !== null) clearTimeout(timer);
@@ -302,9 +315,8 @@ export function render({ model, el }: Pick<RenderProps<ExplorerState>, "model" |
     const target = (ev.target as HTMLElement).closest("[data-feature]") as HTMLElement | null;
     if (!target) return;
     const f = Number(target.dataset.feature);
-    model.send({ type: "ablate", seq: ++seq, origin: "", feature: f === model.get("ablated") ? -1 : f });
+    conn.send({ type: "ablate", seq: ++seq, origin: "", feature: f === model.get("ablated") ? -1 : f });
   });
-  on("change:rev", renderAll);
   renderAll();
   return () => d.dispose();
 }

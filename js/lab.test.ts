@@ -1,55 +1,13 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { render, type LabState } from "./lab";
-import { FakeModel as BaseFakeModel, queries, WIDGET_BASE, type Sent, wire, wireI32 } from "./testing/fake-model";
+import lab, { type LabState } from "./lab";
+import { FakeModel as BaseFakeModel, permutations, queries, type Sent, wire } from "./testing/fake-model";
+import { NEEDS_KERNEL } from "./lib/protocol";
+import { labState as baseState } from "./testing/lab-state";
 
 class FakeModel extends BaseFakeModel<LabState> {}
 
 const f32 = (xs: number[]): number[] => xs.map(Math.fround);
 
-function baseState(over: Partial<LabState> = {}): LabState {
-  return {
-    site: "mlp.0",
-    feature_names: ["alpha", "beta", "gamma"],
-    class_names: ["benign", "malignant"],
-    n_inputs: 5,
-    index: 0,
-    input_label: "sample 0 (benign)",
-    ablated: [],
-    steer: wire([0, 0, 0]),
-    steer_max: 4,
-    baseline: wire([0.7, 0.3], [2], 1),
-    edited: wire([0.6, 0.4], [2], 2),
-    activations: wire([0.5, -1.25, 2]),
-    readout: "softmax",
-    image: null,
-    channel_names: [],
-    selected: -1,
-    spatial: null,
-    positions: null,
-    input_tokens: [],
-    generated_baseline: "",
-    generated_edited: "",
-    text_input: false,
-    text_edited: "",
-    gallery: null,
-    gallery_indices: null,
-    factor_names: [],
-    gt_corr: null,
-    record_names: [],
-    record_units: [],
-    record_levels: {},
-    record: null,
-    record_edited: false,
-    cohort_class: 0,
-    cohort_hist: wireI32([1, 0, 3]),
-    cohort_edges: wire([-0.3, -0.1, 0.1, 0.3]),
-    cohort_flips: 2,
-    cohort_top: wireI32([4, 2]),
-    cohort_top_delta: wire([-0.25, 0.125]),
-    ...WIDGET_BASE,
-    ...over,
-  };
-}
 
 let el: HTMLElement;
 let model: FakeModel;
@@ -57,7 +15,7 @@ let cleanup: () => void;
 
 function mount(over: Partial<LabState> = {}): void {
   model = new FakeModel(baseState(over));
-  cleanup = render({ model, el });
+  cleanup = lab.render({ model, el });
 }
 
 const { $, $$ } = queries(() => el);
@@ -73,8 +31,8 @@ const steerOf = (s: Sent): number[] => {
 };
 
 /** What the kernel does after computing a request: set the outputs at once, rev last. */
-function respond(seq: number, edited: number[], extra: Partial<LabState> = {}): void {
-  model.update({ seq, origin: viewId(), edited: wire(edited), rev: model.get("rev") + 1, ...extra });
+function respond(seq: number, edited: number[], extra: Partial<LabState> = {}): Promise<void> {
+  return model.update({ seq, origin: viewId(), edited: wire(edited), rev: model.get("rev") + 1, ...extra });
 }
 
 function slide(i: number, value: number): void {
@@ -132,7 +90,7 @@ describe("FeatureLab view", () => {
     expect($(".sw-lab").classList.contains("sw-busy")).toBe(true);
   });
 
-  test("10 quick slider moves send one request, then exactly one more with the latest value", () => {
+  test("10 quick slider moves send one request, then exactly one more with the latest value", async () => {
     mount();
     const values = [0.1, 0.3, 0.5, 0.8, 1.1, 1.4, 1.7, 2.0, 2.3, 2.6];
     for (const v of values) slide(2, v);
@@ -140,44 +98,44 @@ describe("FeatureLab view", () => {
     expect(model.sent[0].content).toMatchObject({ type: "request", seq: 1, ablated: [] });
     expect(steerOf(model.sent[0])).toEqual(f32([0, 0, 0.1]));
 
-    respond(1, [0.55, 0.45]);
+    await respond(1, [0.55, 0.45]);
     expect(model.sent).toHaveLength(2);
     expect(model.sent[1].content).toMatchObject({ type: "request", seq: 2, origin: viewId() });
     expect(steerOf(model.sent[1])).toEqual(f32([0, 0, 2.6]));
     // the response to seq 1 is shown while seq 2 is in flight
     expect(preds("data-edited")).toEqual(f32([0.55, 0.45]));
 
-    respond(2, [0.2, 0.8]);
+    await respond(2, [0.2, 0.8]);
     expect(model.sent).toHaveLength(2);
     expect(preds("data-edited")).toEqual(f32([0.2, 0.8]));
     expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
   });
 
-  test("a stale response (older seq from this view) does not change the DOM", () => {
+  test("a stale response (older seq from this view) does not change the DOM", async () => {
     mount();
     slide(0, 1); // seq 1
     slide(0, 2); // pending
-    respond(1, [0.5, 0.5]); // sends seq 2
-    respond(2, [0.1, 0.9]);
+    await respond(1, [0.5, 0.5]); // sends seq 2
+    await respond(2, [0.1, 0.9]);
     expect(model.sent).toHaveLength(2);
     const before = el.innerHTML;
     expect(preds("data-edited")).toEqual(f32([0.1, 0.9]));
 
     // a late duplicate answer to seq 1 arrives after seq 2 was shown
-    respond(1, [0.99, 0.01], { input_label: "should not show", error: "should not show" });
+    await respond(1, [0.99, 0.01], { input_label: "should not show", error: "should not show" });
     expect(el.innerHTML).toBe(before);
     expect(preds("data-edited")).toEqual(f32([0.1, 0.9]));
     expect($(".sw-error").hidden).toBe(true);
     expect(model.sent).toHaveLength(2);
   });
 
-  test("an error shows in .sw-error and a later rev with an empty error hides it", () => {
+  test("an error shows in .sw-error and a later rev with an empty error hides it", async () => {
     mount();
-    model.update({ error: "site mlp.9 not found", rev: 2 });
+    await model.update({ error: "site mlp.9 not found", rev: 2 });
     const err = $(".sw-error");
     expect(err.hidden).toBe(false);
     expect(err.textContent).toBe("site mlp.9 not found");
-    model.update({ error: "", rev: 3 });
+    await model.update({ error: "", rev: 3 });
     expect(err.hidden).toBe(true);
     expect(err.textContent).toBe("");
   });
@@ -190,14 +148,14 @@ describe("FeatureLab view", () => {
     expect($$(".sw-feature-name")[0].textContent).toBe(evil);
   });
 
-  test("a response from another view refreshes controls from the model", () => {
+  test("a response from another view refreshes controls from the model", async () => {
     mount();
-    model.update({ ablated: [2], index: 3, rev: 2, origin: "someone-else", seq: 7 });
+    await model.update({ ablated: [2], index: 3, rev: 2, origin: "someone-else", seq: 7 });
     expect(toggles().map((t) => t.checked)).toEqual([true, true, false]);
     expect($<HTMLInputElement>(".sw-index").value).toBe("3");
   });
 
-  test("cleanup removes every model listener and the DOM", () => {
+  test("cleanup removes every model listener and the DOM", async () => {
     mount();
     const slider = sliders()[0];
     expect(model.listenerCount()).toBeGreaterThan(0);
@@ -209,7 +167,7 @@ describe("FeatureLab view", () => {
     slider.value = "1";
     slider.dispatchEvent(new Event("input"));
     expect(model.sent).toHaveLength(0);
-    model.update({ error: "late", rev: 9 });
+    await model.update({ error: "late", rev: 9 });
     expect(el.childNodes).toHaveLength(0);
   });
 });
@@ -315,7 +273,7 @@ describe("token inputs", () => {
 });
 
 describe("feature order", () => {
-  test("most active first reorders the rows by |activation| on this input; edits do not move them", () => {
+  test("most active first reorders the rows by |activation| on this input; edits do not move them", async () => {
     mount(); // activations [0.5, -1.25, 2]
     const order = (): number[] => $$(".sw-feature").map((r) => Number(r.dataset.feature));
     expect(order()).toEqual([0, 1, 2]);
@@ -326,9 +284,9 @@ describe("feature order", () => {
     // a toggle in the moved rows still edits its own feature
     toggles()[0].click(); // the first toggle in DOM order is now feature 2's (rows keep their controls)
     expect(model.sent[model.sent.length - 1].content.ablated).toEqual([2]);
-    model.update({ activations: wire([3, 0, 1]), rev: 2 }); // same input: no reordering on a response
+    await model.update({ activations: wire([3, 0, 1]), rev: 2 }); // same input: no reordering on a response
     expect(order()).toEqual([2, 1, 0]);
-    model.update({ index: 1, activations: wire([3, 0, 1]), rev: 3 }); // another input: reordered
+    await model.update({ index: 1, activations: wire([3, 0, 1]), rev: 3 }); // another input: reordered
     expect(order()).toEqual([0, 2, 1]);
     select.value = "index";
     select.dispatchEvent(new Event("change"));
@@ -337,14 +295,14 @@ describe("feature order", () => {
 });
 
 describe("continuations", () => {
-  test("both continuations as text; the edited one marks where it departs; hidden when not generating", () => {
+  test("both continuations as text; the edited one marks where it departs; hidden when not generating", async () => {
     mount({ generated_baseline: "suite\\n", generated_edited: "su=<b>x</b>" });
     expect($(".sw-gen-base").textContent).toBe("suite\\n");
     expect($(".sw-gen-edit").textContent).toBe("su=<b>x</b>");
     expect($(".sw-gen-edit .sw-diverged").textContent).toBe("=<b>x</b>");
     expect(el.querySelector(".sw-generate b")).toBeNull();
     expect($(".sw-generate").dataset.diverge).toBe("2");
-    model.update({ generated_edited: "suite\\n", rev: 2 });
+    await model.update({ generated_edited: "suite\\n", rev: 2 });
     expect($(".sw-generate").dataset.diverge).toBe("");
     cleanup();
     el.replaceChildren();
@@ -354,7 +312,7 @@ describe("continuations", () => {
 });
 
 describe("typed text", () => {
-  test("the text box sends the typed text (button or Ctrl+Enter) and a reset; hidden without encode=", () => {
+  test("the text box sends the typed text (button or Ctrl+Enter) and a reset; hidden without encode=", async () => {
     mount({ input_tokens: ["a", "b"], text_input: true });
     const box = $<HTMLTextAreaElement>(".sw-text");
     expect($<HTMLElement>(".sw-text-form").hidden).toBe(false);
@@ -365,7 +323,7 @@ describe("typed text", () => {
     box.value = "x = 1";
     box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true }));
     expect(model.sent[model.sent.length - 1].content).toMatchObject({ type: "text", text: "x = 1" });
-    model.update({ text_edited: "x = 1", input_tokens: ["x", " ", "=", " ", "1"], rev: 2 });
+    await model.update({ text_edited: "x = 1", input_tokens: ["x", " ", "=", " ", "1"], rev: 2 });
     expect($<HTMLButtonElement>(".sw-text-reset").disabled).toBe(false);
     $<HTMLButtonElement>(".sw-text-reset").click();
     expect(model.sent[model.sent.length - 1].content).toEqual({ type: "text", seq: 0, origin: "", reset: true });
@@ -373,5 +331,75 @@ describe("typed text", () => {
     el.replaceChildren();
     mount({ input_tokens: ["a"], text_input: false });
     expect($<HTMLElement>(".sw-text-form").hidden).toBe(true);
+  });
+});
+
+describe("any key order, any batching (marimo applies an update one key at a time)", () => {
+  const KEYS = ["rev", "seq", "origin", "edited", "steer"] as const;
+
+  /** The kernel's answer to request `seq`: the controls it computed for and the outputs, in `order`. */
+  const answer = (seq: number, order: readonly string[], split: boolean, c: Partial<LabState>): Promise<void> =>
+    model.updateOneByOne({ rev: model.get("rev") + 1, seq, origin: viewId(), ...c }, order as Array<keyof LabState>, split);
+
+  test("every order of an answer's keys, each key in its own task or not, shows the latest answer and settles", async () => {
+    let runs = 0;
+    for (const [k, order] of permutations(KEYS).entries()) {
+      // one key at a time in every order; split over tasks in every fifth order (all 120 take twice as long)
+      for (const split of k % 5 === 0 ? [false, true] : [false]) {
+        mount();
+        slide(1, 2); // seq 1
+        slide(2, -1); // waits for the answer to seq 1
+        await answer(1, order, split, { steer: wire([0, 2, 0]), edited: wire([0.9, 0.1]) });
+        // the answer to 1 is shown; 2 went out with the user's latest value, which stays on screen
+        expect(model.sent).toHaveLength(2);
+        expect(steerOf(model.sent[1])).toEqual([0, 2, -1]);
+        expect(preds("data-edited")).toEqual(f32([0.9, 0.1]));
+        expect($(".sw-status").textContent).toBe("updating…");
+        expect(sliders().map((x) => x.value)).toEqual(["0", "2", "-1"]);
+        await answer(2, order, split, { steer: wire([0, 2, -1]), edited: wire([0.2, 0.8]) });
+        expect(model.sent).toHaveLength(2);
+        expect(preds("data-edited")).toEqual(f32([0.2, 0.8]));
+        expect($(".sw-status").textContent).toBe("");
+        expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
+        expect(sliders().map((x) => x.value)).toEqual(["0", "2", "-1"]);
+        expect($(".sw-lab").dataset.rev).toBe("3");
+        cleanup();
+        runs += 1;
+      }
+    }
+    expect(runs).toBe(120 + 24);
+  }, 60_000);
+
+  test("a change made from Python, in every key order, resets the controls to it", async () => {
+    for (const order of permutations(["rev", "seq", "origin", "steer", "index"] as const)) {
+      mount();
+      slide(1, 2); // seq 1
+      await model.updateOneByOne({ rev: 2, seq: 1, origin: viewId(), steer: wire([0, 2, 0]) }, [...order]);
+      expect(sliders()[1].value).toBe("2");
+      await model.updateOneByOne({ rev: 3, seq: 0, origin: "", steer: wire([0, 0, 3]), index: 4 }, [...order]);
+      expect(sliders().map((x) => x.value)).toEqual(["0", "0", "3"]);
+      expect($<HTMLInputElement>(".sw-index").value).toBe("4");
+      expect($(".sw-status").textContent).toBe("");
+      cleanup();
+    }
+  }, 60_000);
+});
+
+describe("a page without a kernel (nbconvert HTML export: ipywidgets marks the view disconnected)", () => {
+  test("a moved control says it needs a running Jupyter kernel, sends nothing and keeps the saved state", async () => {
+    el.classList.add("jupyter-widgets-disconnected");
+    mount();
+    slide(1, 2);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(model.sent).toHaveLength(0);
+    expect($(".sw-error").hidden).toBe(false);
+    expect($(".sw-error").textContent).toBe(NEEDS_KERNEL);
+    expect($(".sw-error").textContent).toContain("needs a running Jupyter kernel");
+    expect(sliders()[1].value).toBe("0");
+    expect(preds("data-edited")).toEqual(f32([0.6, 0.4]));
+    expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
+    $$<HTMLElement>(".sw-feature-name")[0].click(); // a one-off message: the same
+    expect(model.sent).toHaveLength(0);
   });
 });

@@ -7,6 +7,7 @@ import { scaleLinear } from "d3-scale";
 import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
+import { connect, type KeyTable } from "./lib/protocol";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./lab.css";
@@ -56,6 +57,17 @@ export interface LabState {
   origin: string;
 }
 
+/** Every synced key the view reads (the compiler checks it against LabState). */
+const KEYS: KeyTable<LabState> = {
+  site: true, feature_names: true, class_names: true, n_inputs: true, index: true, input_label: true, ablated: true,
+  steer: true, steer_max: true, baseline: true, edited: true, activations: true, readout: true, image: true,
+  channel_names: true, selected: true, spatial: true, positions: true, input_tokens: true, generated_baseline: true,
+  generated_edited: true, text_input: true, text_edited: true, gallery: true, gallery_indices: true, factor_names: true,
+  record_names: true, record_units: true, record_levels: true, record: true, record_edited: true, gt_corr: true,
+  cohort_class: true, cohort_hist: true, cohort_edges: true, cohort_flips: true, cohort_top: true,
+  cohort_top_delta: true, error: true, rev: true, seq: true, origin: true,
+};
+
 interface Controls {
   index: number;
   ablated: number[];
@@ -63,13 +75,10 @@ interface Controls {
 }
 
 /** Render a FeatureLab into `el`; returns the cleanup that removes every listener. */
-export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () => void {
+function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () => void {
   const d = new Disposer();
-  const viewId = `v${Math.random().toString(36).slice(2, 10)}`;
-  const on = (event: string, fn: () => void): void => {
-    model.on(event, fn);
-    d.add(() => model.off(event, fn));
-  };
+  const conn = connect(model, el, d, KEYS, (changed) => update(changed));
+  const { viewId } = conn;
 
   // ---- local control state (authoritative while the user is interacting)
   let index = model.get("index");
@@ -77,13 +86,10 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   let steer = Float32Array.from(decodeArray(model.get("steer")) ?? []);
 
   const co = new Coalescer<Controls>((c, seq) => {
-    model.send(
-      { type: "request", seq, origin: viewId, index: c.index, ablated: c.ablated },
-      undefined,
-      [c.steer.buffer as ArrayBuffer],
-    );
+    conn.send({ type: "request", seq, origin: viewId, index: c.index, ablated: c.ablated }, [c.steer.buffer as ArrayBuffer]);
   });
   const request = (): void => {
+    if (conn.offline()) return; // a page without a kernel: the saved state stays, with the reason
     root.classList.add("sw-busy");
     co.push({ index, ablated: [...ablated].sort((a, b) => a - b), steer: steer.slice() });
   };
@@ -538,12 +544,25 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   }
 
   // ---- wiring
-  // Only coalesced control requests carry this view's id; one-off messages (select, record) are answered
-  // like changes made from Python, so their responses are never mistaken for stale ones.
-  on("change:rev", () => {
-    const mine = model.get("origin") === viewId;
-    if (mine && !co.settle(model.get("seq"))) return; // stale response to an older request of ours
-    if (!co.busy) {
+  // One call per applied update, with every key of it in place (lib/protocol.ts). Only coalesced control
+  // requests carry this view's id; one-off messages (select, record) are answered like changes made from
+  // Python, so their responses are never mistaken for stale ones.
+  function update(changed: ReadonlySet<keyof LabState>): void {
+    if (changed.has("feature_names")) {
+      buildFeatures();
+      syncFromModel();
+    }
+    if (changed.has("steer_max")) {
+      const max = model.get("steer_max");
+      for (const r of rows) {
+        r.slider.min = String(-max);
+        r.slider.max = String(max);
+        r.slider.step = String(max / 50);
+      }
+    }
+    const state = conn.answer(co);
+    if (state === "stale") return; // an answer to an older request of ours
+    if (state === "idle") {
       syncFromModel();
       root.classList.remove("sw-busy");
       status.textContent = "";
@@ -551,19 +570,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
       status.textContent = "updating…";
     }
     renderResults();
-  });
-  on("change:feature_names", () => {
-    buildFeatures();
-    syncFromModel();
-  });
-  on("change:steer_max", () => {
-    const max = model.get("steer_max");
-    for (const r of rows) {
-      r.slider.min = String(-max);
-      r.slider.max = String(max);
-      r.slider.step = String(max / 50);
-    }
-  });
+  }
 
   const go = (i: number): void => {
     const n = model.get("n_inputs");
@@ -579,7 +586,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     const b = (ev.target as HTMLElement).closest("[data-select]") as HTMLElement | null;
     if (!b) return;
     const f = Number(b.dataset.select);
-    model.send({ type: "select", seq: 0, origin: "", feature: f === model.get("selected") ? -1 : f });
+    conn.send({ type: "select", seq: 0, origin: "", feature: f === model.get("selected") ? -1 : f });
   });
   d.listen(gallery, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;
@@ -591,13 +598,13 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
     if (!inp.dataset.field) return;
     const name = model.get("record_names")[Number(inp.dataset.field)];
     const v = inp.value.trim() === "" ? "" : Number(inp.value);
-    model.send({ type: "record", seq: 0, origin: "", values: { [name]: v } });
+    conn.send({ type: "record", seq: 0, origin: "", values: { [name]: v } });
   });
-  d.listen(recordReset, "click", () => model.send({ type: "record", seq: 0, origin: "", reset: true }));
+  d.listen(recordReset, "click", () => conn.send({ type: "record", seq: 0, origin: "", reset: true }));
   d.listen(overlay, "change", renderImage);
   d.listen(order, "change", () => orderFeatures(true));
   const sendText = (): void => {
-    if (textBox.value !== "") model.send({ type: "text", seq: 0, origin: "", text: textBox.value });
+    if (textBox.value !== "") conn.send({ type: "text", seq: 0, origin: "", text: textBox.value });
   };
   d.listen(textRun, "click", sendText);
   d.listen(textBox, "keydown", (ev) => {
@@ -609,7 +616,7 @@ export function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el"
   });
   d.listen(textReset, "click", () => {
     textBox.value = "";
-    model.send({ type: "text", seq: 0, origin: "", reset: true });
+    conn.send({ type: "text", seq: 0, origin: "", reset: true });
   });
   d.listen(cohortTop, "click", (ev) => {
     const b = (ev.target as HTMLElement).closest("[data-index]") as HTMLElement | null;

@@ -1,5 +1,8 @@
-import { afterEach, beforeEach, expect, test, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import lab from "./lab";
 import { base64, NO_KERNEL, revive, SnapshotModel, type Reply } from "./snapshot";
+import { permutations, queries, settled, wire } from "./testing/fake-model";
+import { labState } from "./testing/lab-state";
 
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => vi.useRealTimers());
@@ -74,4 +77,43 @@ test("a reply can match the message's binary buffers and list fields, as Feature
   vi.runAllTimers();
   expect(m.get("error")).toBe(NO_KERNEL);
   expect(base64(new Uint8Array([0, 1, 2, 3, 4]).subarray(1, 3))).toBe(btoa("\x01\x02"));
+});
+
+describe("a view rendered against the snapshot, its replies applied one key at a time in every order", () => {
+  test("shows the reply, settles, and a message the snapshot cannot answer keeps that state with the error", async () => {
+    const keys = ["edited", "steer", "rev", "seq", "origin"] as const;
+    const steer = new Float32Array([0, 2, 0]);
+    for (const order of permutations(keys)) {
+      const values: Record<string, unknown> = { edited: wire([0.25, 0.75]), steer: wire([0, 2, 0]), rev: 0, seq: 0, origin: "" };
+      const patch = Object.fromEntries(order.map((k) => [k, values[k]])); // rev, seq, origin: filled in by the loader, in place
+      const replies: Reply[] = [{ match: { type: "request", ablated: [], __buffers__: [base64(steer)] }, patch }];
+      const state = labState();
+      const el = document.createElement("div");
+      document.body.appendChild(el);
+      const cleanup = lab.render({ model: new SnapshotModel(state as unknown as Record<string, unknown>, replies), el });
+      const { $, $$ } = queries(() => el);
+      const slide = (i: number, v: number): void => {
+        const s = $$<HTMLInputElement>(".sw-slider")[i];
+        s.value = String(v);
+        s.dispatchEvent(new Event("input", { bubbles: true }));
+      };
+      const edited = (): number[] => $$(".sw-pred").map((r) => Number(r.getAttribute("data-edited")));
+      slide(1, 2);
+      vi.runAllTimers();
+      await settled();
+      expect(edited()).toEqual([0.25, 0.75]);
+      expect($(".sw-status").textContent).toBe("");
+      expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
+      expect($$<HTMLInputElement>(".sw-slider").map((s) => s.value)).toEqual(["0", "2", "0"]);
+      slide(2, 1); // not in the snapshot
+      vi.runAllTimers();
+      await settled();
+      expect($(".sw-error").textContent).toBe(NO_KERNEL);
+      expect(edited()).toEqual([0.25, 0.75]);
+      expect($$<HTMLInputElement>(".sw-slider").map((s) => s.value)).toEqual(["0", "2", "0"]);
+      expect($(".sw-lab").classList.contains("sw-busy")).toBe(false);
+      cleanup();
+      el.remove();
+    }
+  }, 60_000);
 });

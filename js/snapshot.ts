@@ -107,12 +107,13 @@ export class SnapshotModel extends Listeners implements AnyModel<State> {
     if ("seq" in this.state && typeof msg.seq === "number") patch.seq = msg.seq;
     if ("origin" in this.state && typeof msg.origin === "string") patch.origin = msg.origin;
     if ("rev" in this.state) patch.rev = (this.state.rev as number) + 1;
-    // answered later, like a kernel: the view may still be recording what it sent
+    // answered later, like a kernel: the view may still be recording what it sent. One key at a time,
+    // in the reply's own order, as marimo applies an update: views take an update whole whatever the order.
     setTimeout(() => {
-      Object.assign(this.state, patch);
-      const keys = Object.keys(patch).filter((k) => k !== "rev");
-      if ("rev" in patch) keys.push("rev"); // views re-render on rev: after everything else is in place
-      for (const k of keys) this.trigger(`change:${k}`);
+      for (const [k, v] of Object.entries(patch)) {
+        this.state[k] = v;
+        this.trigger(`change:${k}`);
+      }
       this.trigger("change");
     }, 0);
   }
@@ -131,7 +132,7 @@ export async function boot(doc: Document): Promise<void> {
   const replies = revive(JSON.parse(text("sw-snapshot-replies") || "[]")) as Reply[];
   const view = await import(/* @vite-ignore */ `data:text/javascript;base64,${text("sw-snapshot-esm")}`);
   const el = doc.getElementById("sw-snapshot-root") as HTMLElement;
-  (view.default ?? view).render({ model: new SnapshotModel(state, replies, needsKernel), el });
+  view.default.render({ model: new SnapshotModel(state, replies, needsKernel), el });
   el.dataset.rendered = "true";
 }
 

@@ -35,12 +35,32 @@ export class FakeModel<S extends object> extends Listeners implements AnyModel<S
     this.update({ [key]: value } as unknown as Partial<S>);
   }
 
-  /** Backbone set(hash): assign every attribute first, then fire change:<key> for each changed one, then change. */
-  update(patch: Partial<S>): void {
+  /**
+   * Backbone set(hash), as Jupyter applies a kernel update: assign every attribute first, then fire
+   * change:<key> for each changed one, then change. Resolves once the views have handled it (they
+   * handle an update in a promise job: lib/protocol.ts).
+   */
+  update(patch: Partial<S>): Promise<void> {
     const changed = (Object.keys(patch) as Array<keyof S>).filter((k) => this.attrs[k] !== patch[k]);
     this.attrs = { ...this.attrs, ...patch };
     for (const k of changed) this.trigger(`change:${String(k)}`);
     if (changed.length) this.trigger("change");
+    return settled();
+  }
+
+  /**
+   * marimo's way (`updateAndEmitDiffs`): in `order`, set one key and fire its change:<key>, then the
+   * next. With `split`, each key arrives in a task of its own (a frontend that splits an update).
+   */
+  async updateOneByOne(patch: Partial<S>, order: Array<keyof S> = Object.keys(patch) as Array<keyof S>, split = false): Promise<void> {
+    for (const k of order) {
+      if (this.attrs[k] === patch[k]) continue;
+      this.attrs = { ...this.attrs, [k]: patch[k] };
+      this.trigger(`change:${String(k)}`);
+      if (split) await settled();
+    }
+    this.trigger("change");
+    return settled();
   }
 
   save_changes(): void {
@@ -50,6 +70,17 @@ export class FakeModel<S extends object> extends Listeners implements AnyModel<S
   send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void {
     this.sent.push({ content: content as Record<string, unknown>, callbacks, buffers: [...(buffers ?? [])] });
   }
+}
+
+/** Resolves after the promise jobs queued so far (and those they queue) have run. */
+export async function settled(): Promise<void> {
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+}
+
+/** Every order of `xs` (n! of them). */
+export function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [[...xs]];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
 }
 
 /** `$` (one element, or throw) and `$$` (all elements) scoped to the element `root()` returns when called. */

@@ -90,3 +90,36 @@ def lab(tour: TourNotebook) -> Iterator[TourNotebook]:
     yield tour
     new = tour.page_errors[n_errors:]
     assert not new, "uncaught exceptions in the page:\n" + "\n".join(new)
+
+
+# ---- other frontends (test_frontend_*.py): one server and one page per module, named by the module's FRONTEND
+@pytest.fixture(scope="module")
+def frontend(browser: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The module's frontend (``FRONTEND``: notebook, voila, marimo-run, marimo-edit) with both widgets shown."""
+    from frontends import open_page, start_server
+
+    kind = request.module.FRONTEND
+    try:
+        server = start_server(kind, tmp_path_factory.mktemp(kind))
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        fp = open_page(browser, server)
+        try:
+            yield fp
+        finally:
+            t = fp.timing
+            trips = ", ".join(f"{x:.2f}" for x in t.round_trips)
+            print(f"\n[{kind}] render {t.render:.2f} s; control → Python → view: {trips} s")
+            fp.page.context.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fe(frontend: Any) -> Iterator[Any]:
+    """The module's frontend page; after the test, no page error or anywidget warning may come from our views."""
+    n = len(frontend.our_errors())
+    yield frontend
+    new = frontend.our_errors()[n:]
+    assert not new, "errors in the page:\n" + "\n".join(new)

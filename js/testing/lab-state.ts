@@ -1,0 +1,48 @@
+/** A small FeatureLab state (3 features, 2 classes, a cohort) shared by the view's tests. */
+import type { LabState } from "../lab";
+import { WIDGET_BASE, wire, wireI32 } from "./fake-model";
+
+export function labState(over: Partial<LabState> = {}): LabState {
+  return {
+    site: "mlp.0",
+    feature_names: ["alpha", "beta", "gamma"],
+    class_names: ["benign", "malignant"],
+    n_inputs: 5,
+    index: 0,
+    input_label: "sample 0 (benign)",
+    ablated: [],
+    steer: wire([0, 0, 0]),
+    steer_max: 4,
+    baseline: wire([0.7, 0.3], [2], 1),
+    edited: wire([0.6, 0.4], [2], 2),
+    activations: wire([0.5, -1.25, 2]),
+    readout: "softmax",
+    image: null,
+    channel_names: [],
+    selected: -1,
+    spatial: null,
+    positions: null,
+    input_tokens: [],
+    generated_baseline: "",
+    generated_edited: "",
+    text_input: false,
+    text_edited: "",
+    gallery: null,
+    gallery_indices: null,
+    factor_names: [],
+    gt_corr: null,
+    record_names: [],
+    record_units: [],
+    record_levels: {},
+    record: null,
+    record_edited: false,
+    cohort_class: 0,
+    cohort_hist: wireI32([1, 0, 3]),
+    cohort_edges: wire([-0.3, -0.1, 0.1, 0.3]),
+    cohort_flips: 2,
+    cohort_top: wireI32([4, 2]),
+    cohort_top_delta: wire([-0.25, 0.125]),
+    ...WIDGET_BASE,
+    ...over,
+  };
+}
