@@ -31,7 +31,7 @@ TITLES = {
     "cache": "Baseline cache: what its freshness check costs (`python -m bench cache`)",
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
     "cohort": "FeatureLab cohort view at 10,000 records (`python -m bench cohort`)",
-    "sae": "Sparse autoencoder training throughput (`python -m bench sae`)",
+    "sae": "Sparse autoencoders: recovery and a fair race with SAELens (`python -m bench sae`)",
 }
 
 #: Text above the sections, used when docs/BENCHMARKS.md does not exist yet.

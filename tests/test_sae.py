@@ -1,9 +1,12 @@
 """Sparse autoencoders: recover known features, untangle the neuron CNN, save/load, plug into the engine.
 
 The quantitative bar is the toy data of Sharkey et al. (2022): random unit-norm
-feature directions, ≈ 5 active per sample, magnitudes U[0, 1]. The CI-sized
-run (d = 64, 128 features) holds every architecture to the paper-sized bars;
-the paper-sized run (d = 256, 512 features) runs with ``SW_SLOW=1``.
+feature directions, ≈ 5 active per sample, magnitudes U[0, 1]. Every SAE starts
+at chance (its initialisation and the toy directions come from independent
+random streams of the same seed, asserted). The CI-sized run (d = 64, 128
+features, 256 latents) holds every architecture to MMCS ≥ 0.95 on seeds 1, 2, 3
+(defaults tuned on seed 0); the paper-sized run (d = 256, 512 features, 1,024
+latents, ≥ 0.98) runs with ``SW_SLOW=1``.
 """
 
 from __future__ import annotations
@@ -42,9 +45,18 @@ from superwidgets.science.sae import (
 
 SAELENS = Path(__file__).parent / "data" / "saelens"
 
-#: MMCS each architecture must reach on the toy data (width = number of features).
-BARS = {"topk": 0.95, "relu": 0.9, "gated": 0.9, "jumprelu": 0.9}
+#: MMCS each architecture must reach on the toy data, from a random start, with a
+#: dictionary twice as wide as the true features and the trainer's default settings.
+BARS = {"topk": 0.95, "relu": 0.95, "gated": 0.95, "jumprelu": 0.95}
+PAPER_BAR = 0.98
 ARCH_KW = {"topk": {"k": 5}, "relu": {}, "gated": {}, "jumprelu": {}}
+#: The defaults (``default_lr``, JumpReLU's threshold and bandwidth) were tuned on seed 0;
+#: the bars are asserted on the others. Ground truth and SAE share the seed: their random
+#: streams are independent by construction, not by picking different seeds.
+SEEDS = (1, 2, 3)
+#: Chance level of an untrained dictionary's MMCS (measured 0.34-0.35 at d = 64, 256 latents;
+#: 0.22 at d = 256, 1024 latents).
+CHANCE = {64: 0.4, 256: 0.3}
 
 
 @pytest.fixture(autouse=True)
@@ -81,35 +93,68 @@ def test_toy_data_baselines_are_low(toy_small):
     assert metrics.mmcs(D, D) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recovers_toy_features(toy_small, arch):
-    X, D, _ = toy_small
-    sae = fit_sae(X, arch=arch, width=128, steps=1500, progress=False, **ARCH_KW[arch])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_untrained_sae_is_at_chance_for_the_same_seed(seed):
+    """The toy directions and an SAE's initial dictionary come from independent streams of one seed."""
+    _, D, _ = sparse_features(100, d=64, n_features=128, seed=seed)
+    for arch in ARCHITECTURES:
+        for width in (128, 256):
+            sae = make_sae(arch, 64, width, seed=seed, **ARCH_KW[arch])
+            assert metrics.mmcs(D, sae.W_dec.detach()) < CHANCE[64], (arch, width)  # 0.32-0.35
+    # the assertion can fail: a dictionary drawn the way the directions are drawn scores 1
+    coinciding = torch.randn(128, 64, generator=sw.science.sae.stream(seed, "toy.directions"))
+    assert metrics.mmcs(D, coinciding) > 0.999
+    # the streams differ; the samples' stream is not the directions' either
+    draws = {name: torch.rand(8, generator=sw.science.sae.stream(seed, name)) for name in sw.science.sae.STREAMS}
+    assert len({tuple(t.tolist()) for t in draws.values()}) == len(draws)
+    with pytest.raises(ValueError, match="unknown random stream"):
+        sw.science.sae.stream(seed, "toy")
+    # a held-out set over the same directions draws new samples
+    X, D, _ = sparse_features(100, d=64, n_features=128, seed=seed)
+    X2, D2, _ = sparse_features(100, directions=D, seed=seed)
+    assert torch.equal(D2, D) and not torch.equal(X2, X)
+
+
+def _recovery(arch: str, seed: int, *, d: int, n_features: int, n: int, steps: int) -> float:
+    X, D, _ = sparse_features(n, d=d, n_features=n_features, mean_active=5, seed=seed)
+    width = 2 * n_features
+    untrained = make_sae(arch, d, width, seed=seed, **ARCH_KW[arch])
+    chance = metrics.mmcs(D, untrained.W_dec.detach())
+    assert chance < CHANCE[d]  # the untrained state does not already pass
+    sae = fit_sae(X, arch=arch, width=width, steps=steps, seed=seed, progress=False, **ARCH_KW[arch])
     score = metrics.mmcs(D, sae.W_dec)
     ev = metrics.evaluate_sae(sae, X[:4000], true_directions=D)
-    print(f"{arch}: MMCS {score:.3f}, L0 {ev['l0']:.2f}, FVU {ev['fvu']:.3f}, dead {ev['dead_fraction']:.2f}")
-    assert score >= BARS[arch]
+    print(
+        f"{arch} seed {seed} (d={d}, {n_features} features, {width} latents, {steps} steps): "
+        f"MMCS {chance:.3f} -> {score:.3f}, L0 {ev['l0']:.2f}, FVU {ev['fvu']:.3f}, dead {ev['dead_fraction']:.2f}, "
+        f"{sae.history['seconds'][0]:.1f} s"
+    )
     assert ev["fvu"] < 0.3
     assert 1.0 <= ev["l0"] <= 12.0
     h = sae.history
     assert len(h["step"]) == len(h["loss"]) == len(h["l0"]) == len(h["dead_fraction"]) > 10
     assert h["mse"][-1] < h["mse"][0]
+    return score
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_recovers_toy_features(arch, seed):
+    """CI size: d = 64, 128 features, 20,000 samples, 256 latents, 1,500 steps, default settings."""
+    score = _recovery(arch, seed, d=64, n_features=128, n=20_000, steps=1500)
+    assert score >= BARS[arch]
 
 
 SLOW = pytest.mark.skipif(os.environ.get("SW_SLOW") != "1", reason="paper-sized toy data; set SW_SLOW=1")
 
 
 @SLOW
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_recovers_toy_features_paper_size(arch):
-    X, D, _ = sparse_features(50_000, d=256, n_features=512, mean_active=5, seed=0)
-    rand = torch.randn(512, 256, generator=torch.Generator().manual_seed(1))
-    _, _, v = torch.pca_lowrank(X, q=256, center=True)
-    assert metrics.mmcs(D, rand) < 0.3 and metrics.mmcs(D, v.T) < 0.3  # 0.19, 0.22
-    sae = fit_sae(X, arch=arch, width=512, steps=3000, progress=False, **ARCH_KW[arch])
-    score = metrics.mmcs(D, sae.W_dec)
-    print(f"{arch} (d=256, 512 features): MMCS {score:.3f}")
-    assert score >= BARS[arch]
+def test_recovers_toy_features_paper_size(arch, seed):
+    """Paper size: d = 256, 512 features, 50,000 samples, 1,024 latents, 3,000 steps (the default)."""
+    score = _recovery(arch, seed, d=256, n_features=512, n=50_000, steps=3000)
+    assert score >= PAPER_BAR
 
 
 # ---------------------------------------------------------------------- neuron world
@@ -269,9 +314,11 @@ def test_every_arch_plugs_into_the_sae_basis(mlp8, arch):
         assert not hasattr(sae, "encode_subset")
 
 
-def test_relusae_stays_backwards_compatible():
+def test_relusae_keeps_its_signature_and_initialises_from_its_own_stream():
+    # the signature is the original one; the initialisation now comes from the seed's "sae.init"
+    # stream (it used to be torch.Generator().manual_seed(seed), the toy directions' generator)
     sae = ReLUSAE(8, 32, seed=3)
-    w = torch.randn(32, 8, generator=torch.Generator().manual_seed(3))
+    w = torch.randn(32, 8, generator=sw.science.sae.stream(3, "sae.init"))
     w = w / w.norm(dim=1, keepdim=True)
     assert torch.equal(sae.W_dec, w) and torch.equal(sae.W_enc, w.T)
     assert sae.config == {"arch": "relu", "d": 8, "n_latents": 32, "apply_b_dec_to_input": True, "l1": sae.l1}
@@ -345,8 +392,8 @@ def test_dead_latents_are_revived():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda():
-    X, D, _ = sparse_features(20_000, d=64, n_features=128, seed=0)
-    sae = fit_sae(X, arch="topk", width=128, k=5, steps=1500, progress=False, device="cuda")
+    X, D, _ = sparse_features(20_000, d=64, n_features=128, seed=1)
+    sae = fit_sae(X, arch="topk", width=256, k=5, steps=1500, seed=1, progress=False, device="cuda")
     assert sae.W_dec.device.type == "cpu"  # returned where the activations live
     assert metrics.mmcs(D, sae.W_dec) >= BARS["topk"]
 
