@@ -846,12 +846,14 @@ class Lens:
         (``docs/BENCHMARKS.md`` §baseline cache).
         """
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        sums: dict[torch.device, list[torch.Tensor]] = {}
-        for t in tensors:
-            if t.device.type != "meta":  # offloaded weights (accelerate) have no values here
-                s = t.detach().sum(dtype=torch.float32 if t.is_floating_point() else torch.int64)
-                sums.setdefault(t.device, []).append(s.to(torch.float64))
-        values = b"".join(torch.stack(v).cpu().numpy().tobytes() for v in sums.values())
+        sums: dict[tuple[torch.device, bool], list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for t in tensors:
+                if t.device.type != "meta":  # offloaded weights (accelerate) have no values here
+                    exact = t.dtype in (torch.float32, torch.int64)  # else sum in float32 (fp16 would overflow)
+                    s = t.sum() if exact else t.sum(dtype=torch.float32)
+                    sums.setdefault((t.device, s.dtype == torch.int64), []).append(s)
+            values = tuple(tuple(torch.stack(v).tolist()) for v in sums.values())
         return tuple((t._version, t.data_ptr()) for t in tensors), values
 
     def _baseline(self, inputs: Any) -> Any:
