@@ -182,9 +182,11 @@ def start_server(kind: str, base: Path, timeout: float = 60) -> Server:
     py = sys.executable
     if kind == "notebook":
         write_notebook(root / "app.ipynb", state_dir)
+        # expose_app_in_browser: the tests read the active cell through window.jupyterapp
+        expose = "--JupyterNotebookApp.expose_app_in_browser=True"
         cmd = [py, "-m", "jupyter", "notebook", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root}", "--JupyterNotebookApp.expose_app_in_browser=True"]  # fmt: skip
+               f"--ServerApp.root_dir={root}", expose]  # fmt: skip
         url = f"http://127.0.0.1:{port}/notebooks/app.ipynb?token={token}"
     elif kind == "voila":
         write_notebook(root / "app.ipynb", state_dir)
