@@ -490,3 +490,28 @@ def test_card_accepts_registered_names_only(tmp_path):
     assert registry.card("breast-cancer-mlp")  # the shipped card still reads
     with pytest.raises(ValueError, match="unknown model"):
         registry.load(relative)
+
+
+def test_save_sae_is_an_atomic_pair_and_a_foreign_weights_file_is_refused(tmp_path):
+    a, b = _small_sae("relu"), make_sae("relu", 8, 16, seed=1).eval()
+    save_sae(a, tmp_path / "a")
+    save_sae(b, tmp_path / "b")
+    x = torch.randn(4, 8)
+    assert torch.equal(load_sae(tmp_path / "a").encode(x), a.encode(x))
+    # b's weights beside a's config: same shapes, so only the pair's SHA-256 tells them apart
+    shutil.copy(tmp_path / "b" / "sae.safetensors", tmp_path / "a" / "sae.safetensors")
+    with pytest.raises(ValueError, match=r"not the file saved with sae\.json.*save the SAE again"):
+        load_sae(tmp_path / "a")
+    # a failed save (its config path is taken by a folder) leaves the previous pair and no temp files
+    save_sae(a, tmp_path / "c")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(OSError):
+        save_sae(b, tmp_path / "d.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".d", "d"))) == ["d.json"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
+    # a save from before the pair check (no weights_sha256 in its config) still loads
+    cfg = json.loads((tmp_path / "c" / "sae.json").read_text())
+    del cfg["weights_sha256"]
+    (tmp_path / "c" / "sae.json").write_text(json.dumps(cfg))
+    assert torch.equal(load_sae(tmp_path / "c").encode(x), a.encode(x))

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +12,7 @@ import torch
 
 from .bases import SAE, Basis, Directions, Neurons, describe
 from .edits import Edit
+from .files import digest, unshare, write_pair
 
 __all__ = ["FORMAT", "edits_to_code", "load_edits", "save_edits"]
 
@@ -29,38 +26,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".json", ".safetensors"):
         p = p.with_suffix("")
     return p.with_suffix(".json"), p.with_suffix(".safetensors")
-
-
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of the tensors' names, dtypes, shapes and bytes (identical for a save and its reload)."""
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].detach().to("cpu").contiguous()
-        h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _unshare(store: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Copy tensors whose memory overlaps an earlier one's (safetensors refuses shared memory)."""
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for key, t in store.items():
-        ptr = t.untyped_storage().data_ptr() if t.numel() else 0
-        if ptr and ptr in seen:
-            t = t.clone()
-        seen.add(ptr)
-        out[key] = t
-    return out
-
-
-def _temp(target: Path) -> Path:
-    """An unused file name beside ``target`` (same directory, so a rename onto ``target`` is atomic)."""
-    while True:
-        name = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-        if not name.exists():
-            return name
 
 
 def save_edits(edits: Sequence[Edit], path: str | Path) -> Path:
@@ -80,7 +45,6 @@ def save_edits(edits: Sequence[Edit], path: str | Path) -> Path:
     TypeError
         An edit that cannot be saved (a basis without ``to_dict``, a value that is not JSON).
     """
-    from safetensors.torch import save_file
 
     json_path, tensor_path = _paths(path)
     store: dict[str, torch.Tensor] = {}
@@ -101,53 +65,17 @@ def save_edits(edits: Sequence[Edit], path: str | Path) -> Path:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"edits[{i}] ({e.name!r}) cannot be saved as JSON: {exc}") from None
         items.append(item)
-    store = _unshare(store)
-    digest = _digest(store) if store else None
+    store = unshare(store)
+    digest_ = digest(store) if store else None
     doc = {
         "format": FORMAT,
         "version": VERSION,
         "edits": items,
         "tensors": tensor_path.name if store else None,
-        "tensors_sha256": digest,
+        "tensors_sha256": digest_,
     }
     text = json.dumps(doc, indent=1) + "\n"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    temps: list[Path] = []
-    backup: Path | None = None
-    try:
-        json_tmp = _temp(json_path)
-        with open(json_tmp, "x", encoding="utf-8") as f:  # a new file, with the usual permissions
-            temps.append(json_tmp)
-            f.write(text)
-        if store:
-            tensor_tmp = _temp(tensor_path)
-            temps.append(tensor_tmp)
-            save_file(store, str(tensor_tmp), metadata={"format": FORMAT, "sha256": str(digest)})
-            if tensor_path.exists():  # kept until the JSON is in place, to restore on failure
-                backup = _temp(tensor_path)
-                try:
-                    os.link(tensor_path, backup)
-                except OSError:
-                    shutil.copy2(tensor_path, backup)
-            os.replace(tensor_tmp, tensor_path)
-            temps.remove(tensor_tmp)
-            try:
-                os.replace(json_tmp, json_path)
-            except BaseException:  # put the previous tensor file back (or remove the new one)
-                if backup is not None:
-                    os.replace(backup, tensor_path)
-                    backup = None
-                else:
-                    tensor_path.unlink(missing_ok=True)
-                raise
-        else:
-            os.replace(json_tmp, json_path)
-        temps.remove(json_tmp)
-    finally:
-        for t in [*temps, *([backup] if backup is not None else [])]:
-            t.unlink(missing_ok=True)
-    if not store:
-        tensor_path.unlink(missing_ok=True)  # a tensor file of an older save
+    write_pair(json_path, text, tensor_path, store, {"format": FORMAT, "sha256": str(digest_)})
     return json_path
 
 
@@ -229,7 +157,7 @@ def load_edits(path: str | Path, saes: dict[str, Any] | None = None) -> list[Edi
                     f"{json_path.name} expects {want[:12]}...): the two files were not saved together; "
                     "save the edit set again or copy the matching tensor file"
                 )
-            if _digest(tensors) != want:
+            if digest(tensors) != want:
                 raise ValueError(
                     f"{tfile}: its tensors were modified or corrupted after {json_path.name} was saved "
                     "(their SHA-256 does not match); save the edit set again"

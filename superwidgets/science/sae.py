@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..engine.bases import describe
+from ..engine.files import digest, write_pair
 
 __all__ = [
     "ARCHITECTURES",
@@ -1333,17 +1334,21 @@ def save_sae(sae: nn.Module, path: str | Path) -> Path:
     -------
     Path
         The weights file.
-    """
-    from safetensors.torch import save_file
 
+    Notes
+    -----
+    Both files are written to temporaries and renamed into place, so a failed save leaves the
+    previous one intact; the config carries the weights' SHA-256, and :func:`load_sae` refuses
+    weights that were not saved with it.
+    """
     config = getattr(sae, "config", None)
     if not isinstance(config, dict) or "arch" not in config:
         raise TypeError(f"save_sae needs one of superwidgets' SAEs (with a config), got {type(sae).__name__}")
     weights, cfg = _files(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sae.state_dict().items()}
-    save_file(tensors, str(weights), metadata={"format": FORMAT})
-    cfg.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **config}, indent=2) + "\n")
+    sha = digest(tensors)
+    text = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **config, "weights_sha256": sha}, indent=2)
+    write_pair(cfg, text + "\n", weights, tensors, {"format": FORMAT, "sha256": sha})
     return weights
 
 
@@ -1529,6 +1534,12 @@ def load_sae(path: str | Path, *, device: str | torch.device = "cpu") -> _SAEBas
     _check_header(weights, _weights_header(weights, hint), _expected_shapes(a, d, n), needs)
     state = _read_weights(weights, hint)
     _check_finite(weights, state)
+    want = cfg.get("weights_sha256")  # written since saves became atomic pairs; older saves have none
+    if want is not None and want != digest(state):
+        raise ValueError(
+            f"{weights} is not the file saved with {cfg_path.name} (their SHA-256 differ): the two files were "
+            f"not saved together, or the weights changed since; {hint}"
+        )
     try:
         sae = make_sae(a, d, n, seed=0, apply_b_dec_to_input=apply_b_dec, **hp)
     except (ValueError, TypeError) as exc:
