@@ -295,3 +295,20 @@ def test_current_lens_of_a_model():
     assert sw.Lens.current(model) is newer and lens.closed
     newer.close()
     assert sw.Lens.current(model) is None
+
+
+def test_trace_gives_output_and_activations_in_one_pass(mlp):
+    x = torch.randn(4, 6)
+    with sw.Lens(mlp) as lens:
+        lens.edit("hidden", sw.Ablate([0, 1]))
+        calls = []
+        handle = mlp.inp.register_forward_hook(lambda *_: calls.append(1))
+        out, acts = lens.trace(x, "hidden")
+        handle.remove()
+        assert len(calls) == 1  # one forward for both
+        with lens.off():
+            assert torch.equal(out, mlp(x))
+        assert torch.equal(acts["hidden"], lens.activations(x, "hidden")["hidden"])
+        out_e, acts_e = lens.trace(x, ["hidden"], edited=True)
+        assert torch.equal(out_e, mlp(x)) and torch.all(acts_e["hidden"][:, :2] == 0)
+        assert hook_count(mlp) == 1  # only the lens's wrapper on "hidden": the temporary hooks are gone

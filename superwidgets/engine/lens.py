@@ -568,6 +568,17 @@ class Lens:
 
     def activations(self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False) -> dict[str, torch.Tensor]:
         """Activations (element 0) at ``sites`` for ``inputs``, clean unless ``edited``."""
+        return self.trace(inputs, sites, edited=edited)[1]
+
+    def trace(
+        self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """One forward pass: the model's output and the activations (element 0) at ``sites``.
+
+        Clean (every edit off) unless ``edited``. For callers that need both, e.g. a
+        dashboard reading the outputs and the site's codes of each chunk of inputs in one
+        pass; the temporary hooks are removed before it returns.
+        """
         self._check_open()
         self._check_input(inputs)
         names = resolve_sites(self.model, [sites] if isinstance(sites, str) else list(sites))
@@ -585,11 +596,11 @@ class Lens:
             for n in names:
                 handles.append(resolve_site(self.model, n).register_forward_hook(make(n)))
             with self._mode() if edited else self._clean():
-                self._forward(inputs)
+                out = self._forward(inputs)
         finally:
             for h in handles:
                 h.remove()
-        return got
+        return out, got
 
     def mean(self, site: str, reference: Any, *, feature_dim: int | None = None) -> torch.Tensor:
         """Mean clean activation at ``site`` over a reference batch (all axes but the feature axis)."""

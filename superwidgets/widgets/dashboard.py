@@ -744,17 +744,13 @@ class FeatureDashboard(WidgetBase):
         acts_parts: list[torch.Tensor] = []
         for a in range(0, n, self._chunk):
             xc = self._X[a : a + self._chunk]
-            got: dict[str, Any] = {}
-            handle = self._lens.model.register_forward_hook(lambda _m, _a, out, got=got: got.__setitem__("out", out))
-            try:
-                h = self._lens.activations(xc, self._site)[self._site]
-            finally:
-                handle.remove()
+            out, got = self._lens.trace(xc, self._site)  # one clean pass: outputs and the site's activations
+            h = got[self._site]
             c = self._encode(basis, h, width, n_lat)
             flat = c.reshape(c.shape[0], -1, n_lat)
             pooled[a : a + len(xc)] = flat.amax(1).cpu().numpy()
             active[a : a + len(xc)] = (flat != 0).any(1).cpu().numpy()
-            base_parts.append(self._readout_rows(got["out"]))
+            base_parts.append(self._readout_rows(out))
             if keep:
                 acts_parts.append(h.detach())
         base = np.concatenate(base_parts)
