@@ -6,7 +6,7 @@ widget can do, a script can do with the engine alone.
 
 from .bases import SAE, Basis, Directions, Neurons
 from .edits import Ablate, Clamp, Edit, MeanAblate, Op, ProjectOut, Resample, Scale, Steer
-from .lens import EditError, InputError, Lens, LensClosedError, ModelError, RunResult, SiteInfo
+from .lens import EditError, InputError, Lens, LensClosedError, ModelError, Preempted, RunResult, SiteInfo
 from .sites import SiteError, list_sites, resolve_site
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ModelError",
     "Neurons",
     "Op",
+    "Preempted",
     "ProjectOut",
     "Resample",
     "RunResult",

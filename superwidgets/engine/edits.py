@@ -625,9 +625,12 @@ class Edit:
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = _enabled(value)
-        if self._lens is not None:
-            self._lens._refresh(self.site)
+        on = _enabled(value)
+
+        def change() -> None:
+            self._enabled = on
+
+        self._change(change)
 
     @property
     def op(self) -> Op:
@@ -640,8 +643,20 @@ class Edit:
             raise TypeError(f"op must be an edit operation, got {value!r}")
         if self._lens is not None:
             self._lens._check_op(self.site, value, self.basis, self.feature_dim, self.element)
-        self._op = value
-        self._compiled.clear()
+
+        def change() -> None:
+            self._op = value
+            self._compiled.clear()
+
+        self._change(change)
+
+    def _change(self, fn: Callable[[], None]) -> None:
+        """Apply a change of this edit; on a lens, through :meth:`Lens._on_edit_changed` (which
+        waits for, or preempts, a run in another thread, and refreshes the site's state)."""
+        if self._lens is not None:
+            self._lens._on_edit_changed(self, fn)
+        else:
+            fn()
 
     def update(self, **changes: Any) -> Edit:
         """Change fields of the op, e.g. ``e.update(alpha=3.0)``; returns ``self``."""

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import threading
 import types
 import weakref
 from collections.abc import Iterator, Sequence
@@ -18,11 +19,23 @@ from torch import nn
 from .bases import SAE, Basis, Neurons
 from .edits import Clamp, Edit, MeanAblate, Op, Resample, coordinates
 from .export import edits_to_code, load_edits, save_edits
+from .replay import Replay, ReplayError
+from .replay import holes as replay_holes
 from .resume import Plan, PlanError
 from .sites import SiteError, get_element, resolve_site, resolve_sites, set_element
 from .sweep import sweep as run_sweep
 
-__all__ = ["EditError", "InputError", "Lens", "LensClosedError", "ModelError", "RunResult", "SiteInfo", "tree_map2"]
+__all__ = [
+    "EditError",
+    "InputError",
+    "Lens",
+    "LensClosedError",
+    "ModelError",
+    "Preempted",
+    "RunResult",
+    "SiteInfo",
+    "tree_map2",
+]
 
 #: The open Lens of each model, so that a new Lens replaces (never stacks) hooks.
 _LIVE: weakref.WeakKeyDictionary[nn.Module, Lens] = weakref.WeakKeyDictionary()
@@ -38,6 +51,13 @@ class InputError(ValueError):
 
 class ModelError(RuntimeError):
     """The model itself raised during a run; the message names the original error."""
+
+
+class Preempted(RuntimeError):
+    """A background run (``preemptible=True``) gave way to another thread's call on the same lens.
+
+    Nothing was cached or changed; run it again later, or drop it if it is stale.
+    """
 
 
 class LensClosedError(RuntimeError):
@@ -109,10 +129,17 @@ class RunResult:
         the run was made with ``baseline=False``.
     edited : Any
         ``model(x)`` with the enabled edits applied; same structure as baseline.
+    clean : dict of str to Tensor
+        For each site of ``run(..., capture=...)``: its clean activation (element 0 of
+        its output, detached), kept from the cached baseline pass.
+    acts : dict of str to Tensor
+        For each captured site: its activation in the edited pass (after the site's edits).
     """
 
     baseline: Any
     edited: Any
+    clean: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    acts: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def delta(self) -> Any:
@@ -207,17 +234,29 @@ class Lens:
         self._probed_signature: Any = None
         self._bypass = False
         self._closed: str | None = None
-        self._baseline_key: Any = None
-        self._baseline_ref: Any = None
-        self._baseline_out: Any = None
-        # the last few baselines (e.g. a widget's single input and its cohort, which alternate)
-        self._baselines: collections.OrderedDict[Any, tuple[Any, Any, Any]] = collections.OrderedDict()
+        # the last few baselines (e.g. a widget's single input and its cohort, which alternate):
+        # key -> (inputs, clean output, values kept for resuming, clean site activations)
+        self._baselines: collections.OrderedDict[Any, tuple[Any, Any, Any, dict[str, torch.Tensor]]] = (
+            collections.OrderedDict()
+        )
+        # one thread at a time; a background (preemptible) run gives way to a waiting call
+        self._lock = threading.RLock()
+        self._gate = threading.Lock()
+        self._waiting = 0
+        self._owner: int | None = None
+        # site activations recorded by the site wrappers during one pass (see _recording)
+        self._record: dict[str, torch.Tensor] | None = None
+        self._record_sites: frozenset[str] = frozenset()
+        # replay resume (models torch.fx cannot trace): per input signature, and its failures
+        self._replays: dict[Any, Replay | None] = {}
+        self._replay_ok: dict[str, bool] = {}
+        self._replay_error: str | None = None
         self._probed_signatures: set[Any] = set()
         self._resume = bool(resume)
         self._plan: Plan | None = None
         self._plan_failed: frozenset[str] | None = None
         self._plan_error: str | None = None if resume else "resume switched off (Lens(..., resume=False))"
-        self._clean_vals: dict[Any, Any] | None = None
+        self._clean_vals: Any = None
         self._splits: dict[str, Any] = {}
         self._plan_checked = False
         self._checked_ref: Any = None
@@ -279,9 +318,10 @@ class Lens:
 
     def probe(self, inputs: Any) -> dict[str, tuple[int, ...]]:
         """Run ``inputs`` once (edits off) and record every module's output shape."""
-        self._check_open()
-        self._probe_run(inputs)
-        return dict(self._shapes)
+        with self._hold():
+            self._check_open()
+            self._probe_run(inputs)
+            return dict(self._shapes)
 
     def _probe_run(self, inputs: Any) -> Any:
         """Clean forward that also records every module's output shape; returns the output."""
@@ -396,6 +436,10 @@ class Lens:
 
     def add(self, edit: Edit) -> Edit:
         """Attach an existing :class:`Edit` (e.g. from :meth:`Edit.from_dict`)."""
+        with self._hold():
+            return self._add(edit)
+
+    def _add(self, edit: Edit) -> Edit:
         self._check_open()
         if edit._lens is not None and edit._lens is not self:
             raise ValueError("this edit belongs to another Lens; rebuild it with Edit.from_dict(edit.to_dict())")
@@ -410,11 +454,12 @@ class Lens:
 
     def remove(self, edit: Edit) -> None:
         """Detach ``edit`` (its site stays bound)."""
-        st = self._sites.get(edit.site)
-        if st is not None and edit in st.edits:
-            st.edits.remove(edit)
-            st.refresh()
-        edit._lens = None
+        with self._hold():
+            st = self._sites.get(edit.site)
+            if st is not None and edit in st.edits:
+                st.edits.remove(edit)
+                st.refresh()
+            edit._lens = None
 
     def clear(self, site: str | None = None) -> None:
         """Remove every edit (or every edit at ``site``)."""
@@ -427,10 +472,14 @@ class Lens:
         """All edits, site by site, in the order they apply."""
         return [e for st in self._sites.values() for e in st.edits]
 
-    def _refresh(self, site: str) -> None:
-        st = self._sites.get(site)
-        if st is not None:
-            st.refresh()
+    def _on_edit_changed(self, edit: Edit, change: Any) -> None:
+        """Apply ``change()`` to one of this lens's edits: a run in another thread (using the old
+        state) finishes or gives way first; then the edit's site state is refreshed."""
+        with self._hold():
+            change()
+            st = self._sites.get(edit.site)
+            if st is not None:
+                st.refresh()
 
     def _check_op(self, site: str, op: Op, basis: Basis, feature_dim: int | None, element: int | str) -> None:
         resolve_site(self.model, site)
@@ -444,7 +493,14 @@ class Lens:
                 raise EditError(f"edit at site {site!r}: {exc}") from None
 
     # ------------------------------------------------------------------ runs
-    def run(self, inputs: Any, *, baseline: bool = True) -> RunResult:
+    def run(
+        self,
+        inputs: Any,
+        *,
+        baseline: bool = True,
+        capture: str | Sequence[str] | None = None,
+        preemptible: bool = False,
+    ) -> RunResult:
         """Run the model on ``inputs`` with edits off (baseline) and on (edited).
 
         Parameters
@@ -453,11 +509,21 @@ class Lens:
             A tensor is passed as ``model(inputs)``; a dict as ``model(**inputs)``.
         baseline : bool
             Also return the unedited output (cached until the input changes).
+        capture : str or list of str, optional
+            Sites (bound if they are not yet) whose activations to return as well: their
+            clean values in ``result.clean`` (from the cached baseline pass) and their edited
+            values in ``result.acts`` (from the same edited pass) — what one interactive
+            update needs, without extra forward passes.
+        preemptible : bool
+            A background run (e.g. a cohort computed chunk by chunk while the user drags a
+            slider): when another thread calls this lens meanwhile, the run stops at its
+            next module call and raises :class:`Preempted`, so the other call waits about
+            one layer, not the whole run. Nothing is cached from a preempted run.
 
         Returns
         -------
         RunResult
-            ``baseline``, ``edited`` and ``delta``.
+            ``baseline``, ``edited``, ``delta`` and the captured ``clean``/``acts``.
 
         Raises
         ------
@@ -467,20 +533,33 @@ class Lens:
             An edit does not fit its site.
         ModelError
             The model itself raised.
+        Preempted
+            Only with ``preemptible=True``: another thread needed the lens.
         """
-        self._check_open()
-        self._check_input(inputs)
-        base = self._baseline(inputs) if baseline else None
-        active = frozenset(name for name, st in self._sites.items() if st.active)
-        if not active and base is not None:
-            return RunResult(base, base)
-        if self.model.training:
-            with self._mode():
-                return RunResult(base, self._edited(inputs, active, base))
-        return RunResult(base, self._edited(inputs, active, base))
+        with self._hold(preemptible):
+            self._check_open()
+            self._check_input(inputs)
+            names = self._capture_names(capture)
+            with self._preemption(preemptible):
+                base = self._baseline(inputs, names) if baseline or names else None
+                clean = dict(self._baseline_acts(inputs, names)) if names else {}
+                active = frozenset(name for name, st in self._sites.items() if st.active)
+                if not active and base is not None:
+                    return RunResult(base if baseline else None, base, clean, dict(clean))
+                with self._mode(), self._recording(names) as got:
+                    edited = self._edited(inputs, active, base)
+            return RunResult(base if baseline else None, edited, clean, {n: got.get(n, clean[n]) for n in names})
+
+    def _capture_names(self, capture: str | Sequence[str] | None) -> list[str]:
+        if capture is None:
+            return []
+        names = resolve_sites(self.model, [capture] if isinstance(capture, str) else list(capture))
+        for n in names:
+            self.bind(n)
+        return names
 
     def _edited(self, inputs: Any, active: frozenset[str], base: Any) -> Any:
-        edited = self._resumed(active, base) if base is not None else _MISSING
+        edited = self._resumed(inputs, active, base) if base is not None else _MISSING
         return self._forward(inputs) if edited is _MISSING else edited
 
     @property
@@ -490,6 +569,14 @@ class Lens:
             return f"resume from sites via torch.fx (traced with {len(self._plan.sites)} bound sites)"
         if self._splits:
             return f"resume via declared splits at {sorted(self._splits)}; " + (self._plan_error or "")
+        good = sorted(s for s, ok in self._replay_ok.items() if ok and s in self._sites)
+        if good:
+            return (
+                f"resume by replaying the modules that run before {good} (cached clean outputs; "
+                f"torch.fx: {self._plan_error or 'not tried'})"
+            )
+        if self._replay_error:
+            return f"{self._plan_error or 'full forwards'}; replay: {self._replay_error}"
         return self._plan_error or "no input seen yet"
 
     def declare_split(self, site: str, rest: Any) -> None:
@@ -543,28 +630,50 @@ class Lens:
             return None
         return program
 
-    def _resumed(self, active: frozenset[str], base: Any) -> Any:
+    def _resumed(self, inputs: Any, active: frozenset[str], base: Any) -> Any:
         """The edited output computed from cached clean values, or ``_MISSING`` for a full forward."""
         vals = self._clean_vals
         if vals is None:
             return _MISSING
+        if isinstance(vals, _ReplayVals):
+            return self._replayed(inputs, active, vals)
         plan = self._plan
         if plan is not None and plan.sites == frozenset(self._sites):
             tail = plan.tail(active)
             if tail is None:
                 return base
             program, front = tail
-            args = [
-                self._sites[f.target].apply(vals[f]) if f.op == "call_module" and f.target in active else vals[f]
-                for f in front
-            ]
+            args = []
+            for f in front:
+                v = vals[f]
+                if f.op == "call_module" and f.target in active:
+                    v = self._sites[f.target].apply(v)
+                    self._note(str(f.target), v)
+                args.append(v)
             return self._guard_model(lambda: program(*args))
         if len(active) == 1:
             (site,) = active
             if site in self._splits and site in vals:
                 rest = self._splits[site]
-                return self._guard_model(lambda: rest(self._sites[site].apply(vals[site])))
+                edited = self._sites[site].apply(vals[site])
+                self._note(site, edited)
+                return self._guard_model(lambda: rest(edited))
         return _MISSING
+
+    def _replayed(self, inputs: Any, active: frozenset[str], vals: _ReplayVals) -> Any:
+        """The edited output by replaying the modules before the first edited site (see :mod:`.replay`)."""
+        site = vals.start(active)
+        if site is None:
+            return _MISSING
+        with vals.replay.replaying(site, vals.cache) as r:
+            out = self._forward(inputs)
+        if r.written():  # the model wrote into a cached value: the cache is spoilt, replay is unsafe here
+            self._replay_ok[site] = vals.replay.checked[site] = False
+            self._replay_error = f"the model writes in place into outputs of modules before {site!r}"
+            self._baselines.clear()
+            self._clean_vals = None
+            return self._forward(inputs)
+        return out
 
     def activations(self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False) -> dict[str, torch.Tensor]:
         """Activations (element 0) at ``sites`` for ``inputs``, clean unless ``edited``."""
@@ -579,6 +688,10 @@ class Lens:
         dashboard reading the outputs and the site's codes of each chunk of inputs in one
         pass; the temporary hooks are removed before it returns.
         """
+        with self._hold():
+            return self._trace(inputs, sites, edited=edited)
+
+    def _trace(self, inputs: Any, sites: str | Sequence[str], *, edited: bool = False) -> tuple[Any, dict[str, Any]]:
         self._check_open()
         self._check_input(inputs)
         names = resolve_sites(self.model, [sites] if isinstance(sites, str) else list(sites))
@@ -627,19 +740,20 @@ class Lens:
         runs, computed by stacking edits along the batch and resuming from the
         site. See :func:`superwidgets.engine.sweep.sweep` for the parameters.
         """
-        return run_sweep(
-            self,
-            site,
-            inputs,
-            features=features,
-            op=op,
-            basis=basis,
-            feature_dim=feature_dim,
-            readout=readout,
-            reference=reference,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        with self._hold():
+            return run_sweep(
+                self,
+                site,
+                inputs,
+                features=features,
+                op=op,
+                basis=basis,
+                feature_dim=feature_dim,
+                readout=readout,
+                reference=reference,
+                batch_size=batch_size,
+                progress=progress,
+            )
 
     # ------------------------------------------------------------------ edit sets
     def save_edits(self, path: str | Path) -> Path:
@@ -679,13 +793,14 @@ class Lens:
     def off(self) -> Iterator[None]:
         """Switch every edit off for the duration of a ``with`` block (your own ``model(x)`` calls run clean)."""
         self._check_open()
-        with self._clean():
+        with self._hold(), self._clean():
             yield
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Remove every hook and edit. Safe to call twice."""
-        self._close(replaced=False)
+        with self._hold():
+            self._close(replaced=False)
 
     @staticmethod
     def current(model: nn.Module) -> Lens | None:
@@ -758,7 +873,7 @@ class Lens:
         try:
             with torch.no_grad():
                 return self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
-        except (EditError, LensClosedError):
+        except (EditError, LensClosedError, Preempted):
             raise
         except Exception as exc:  # the model's own failure, re-raised with context
             hint = self._dtype_hint(inputs, exc) or self._shape_hint(inputs)
@@ -799,7 +914,7 @@ class Lens:
         try:
             with torch.no_grad():
                 return fn()
-        except (EditError, LensClosedError):
+        except (EditError, LensClosedError, Preempted):
             raise
         except Exception as exc:  # the model's own failure, re-raised with context
             raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
@@ -867,45 +982,206 @@ class Lens:
             values = tuple(tuple(torch.stack(v).tolist()) for v in sums.values())
         return tuple((t._version, t.data_ptr()) for t in tensors), values
 
-    def _baseline(self, inputs: Any) -> Any:
+    def _baseline(self, inputs: Any, names: Sequence[str] = ()) -> Any:
+        """The clean output of ``inputs`` (cached), keeping what resuming needs and the clean
+        activations of ``names`` (see :meth:`_baseline_acts`)."""
         key = (id(inputs), _version(inputs), self._state_key(), frozenset(self._sites))
-        if self._baseline_key == key and self._baseline_ref is inputs:
-            return self._baseline_out
         hit = self._baselines.get(key)
         if hit is not None and hit[0] is inputs:
             self._baselines.move_to_end(key)
-            self._baseline_key, (self._baseline_ref, self._baseline_out, self._clean_vals) = key, hit
-            return self._baseline_out
+            self._clean_vals = hit[2]
+            return hit[1]
         out = self._probe_run(inputs) if _signature(inputs) not in self._probed_signatures else _MISSING
-        vals: dict[Any, Any] | None = None
+        vals: Any = None
         plan = self._plan_for(inputs)
-        if plan is not None:
-            with self._clean():
-                captured, vals = self._guard_model(lambda: plan.capture(inputs))
-            if not self._plan_checked:  # once per plan: the trace must reproduce the model
-                if out is _MISSING:
-                    with self._clean():
+        with self._recording(names) as acts:
+            if plan is not None:
+                with self._clean():
+                    captured, vals = self._guard_model(lambda: plan.capture(inputs))
+                if not self._plan_checked:  # once per plan: the trace must reproduce the model
+                    if out is _MISSING:
+                        with self._clean():
+                            out = self._forward(inputs)
+                    if not _same(captured, out):
+                        self._plan, self._plan_failed = None, frozenset(self._sites)
+                        self._plan_error = "full forwards: the traced graph's output differs from model(x)"
+                        vals = None
+                    self._plan_checked = True
+                if out is _MISSING or vals is None:
+                    out = captured
+            elif self._splits:
+                split_names = [s for s in self._splits if s in self._sites]
+                with self._clean():
+                    out, vals = self._capture_sites(inputs, split_names)
+            else:
+                replay = self._replay_for(inputs)
+                good = [s for s in self._sites if replay is not None and self._check_route(replay, s, inputs)]
+                if good:
+                    assert replay is not None
+                    with self._clean(), replay.recorder(good) as cache:
                         out = self._forward(inputs)
-                if not _same(captured, out):
-                    self._plan, self._plan_failed = None, frozenset(self._sites)
-                    self._plan_error = "full forwards: the traced graph's output differs from model(x)"
-                    vals = None
-                self._plan_checked = True
+                    vals = _ReplayVals(replay, cache, good)
             if out is _MISSING:
-                out = captured
-        elif self._splits:
-            names = [s for s in self._splits if s in self._sites]
-            with self._clean():
-                out, vals = self._capture_sites(inputs, names)
-        if out is _MISSING:
-            with self._clean():
-                out = self._forward(inputs)
+                with self._clean():
+                    out = self._forward(inputs)
+            acts = dict(acts)
         self._clean_vals = vals
-        self._baseline_key, self._baseline_ref, self._baseline_out = key, inputs, out
-        self._baselines[key] = (inputs, out, vals)
+        self._baselines[key] = (inputs, out, vals, acts)
         while len(self._baselines) > _BASELINES_KEPT:
             self._baselines.popitem(last=False)
         return out
+
+    def _baseline_acts(self, inputs: Any, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Clean activations of ``names`` for the cached baseline of ``inputs`` (traced once if missing)."""
+        entry = next((v for v in reversed(self._baselines.values()) if v[0] is inputs), None)
+        acts = entry[3] if entry is not None else {}
+        missing = [n for n in names if n not in acts]
+        if missing:
+            acts.update(self._trace(inputs, missing)[1])
+        return {n: acts[n] for n in names}
+
+    @contextlib.contextmanager
+    def _recording(self, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+        """Collect element 0 of ``names``' outputs (after their edits) during the passes in the block."""
+        outer, outer_sites = self._record, self._record_sites
+        got: dict[str, torch.Tensor] = {}
+        self._record, self._record_sites = (got, frozenset(names)) if names else (None, frozenset())
+        try:
+            yield got
+        finally:
+            self._record, self._record_sites = outer, outer_sites
+
+    def _note(self, site: str, value: Any) -> None:
+        """Record a site's value computed outside its wrapper (resumed sites)."""
+        if self._record is not None and site in self._record_sites:
+            self._record[site] = get_element(value, 0).detach()
+
+    # ------------------------------------------------------------------ replay resume
+    def _replay_for(self, inputs: Any) -> Replay | None:
+        """The replay structure for inputs of this signature (recorded once), or ``None``."""
+        if not self._resume or not self._sites:
+            return None
+        sig = _signature(inputs, batch=False)
+        if sig in self._replays:
+            return self._replays[sig]
+        replay: Replay | None = None
+        try:
+            head = _head(inputs)
+            with self._clean():
+                replay = Replay(self.model, lambda: self._forward(head))
+        except (ReplayError, ModelError) as exc:
+            self._replay_error = str(exc)
+        self._replays[sig] = replay
+        return replay
+
+    def _check_route(self, replay: Replay, site: str, inputs: Any) -> bool:
+        """Whether replaying from ``site`` reproduces the model (checked once per site on two rows),
+        and which cached outputs the replay really reads (the others are kept as shapes only)."""
+        ok = replay.checked.get(site)
+        if ok is not None:
+            return ok
+        head = _head(inputs)
+        try:
+            route = replay.route(site)
+            if any(self._inside(replay, route.site_call, s) for s in self._sites if s != site):
+                raise ReplayError(f"another bound site is inside {site!r}")
+            with self._clean():
+                with replay.recorder([site]) as cache:
+                    want = self._forward(head)
+
+                def replays(trial: dict[int, Any], why: list[str] | None = None) -> bool:
+                    try:
+                        with self._clean(), replay.replaying(site, trial) as r:
+                            got = self._forward(head)
+                    except ModelError as exc:
+                        if why is not None:
+                            why.append(f"replaying the modules before {site!r} fails: {exc}")
+                        return False
+                    if r.written():
+                        if why is not None:
+                            why.append(f"the model writes in place into outputs of modules before {site!r}")
+                        return False
+                    return _same(got, want)
+
+                why: list[str] = []
+                if not replays(cache, why):
+                    raise ReplayError(
+                        why[0] if why else f"replaying the modules before {site!r} does not reproduce the model"
+                    )
+                frontier = list(route.frontier)
+                if replays({i: replay_holes(v) if i in frontier else v for i, v in cache.items()}):
+                    route.needed = set()
+                else:
+                    needed = {i for i in frontier if not replays({**cache, i: replay_holes(cache[i])})}
+                    trial = {i: replay_holes(v) if i in frontier and i not in needed else v for i, v in cache.items()}
+                    if not replays(trial):
+                        needed = set(frontier)
+                    route.needed = needed
+            replay.checked[site] = True
+        except (ReplayError, ModelError) as exc:
+            replay.checked[site] = False
+            self._replay_error = str(exc)
+        self._replay_ok[site] = replay.checked[site]
+        return replay.checked[site]
+
+    def _replay_capture(self, inputs: Any, site: str) -> tuple[Any, Replay, dict[int, Any]] | None:
+        """One clean pass keeping what a replay from ``site`` needs: ``(output, replay, cache)``, or ``None``."""
+        replay = self._replay_for(inputs)
+        if replay is None or not self._check_route(replay, site, inputs):
+            return None
+        with self._clean(), replay.recorder([site]) as cache:
+            out = self._forward(inputs)
+        return out, replay, cache
+
+    @staticmethod
+    def _inside(replay: Replay, call: int, site: str) -> bool:
+        """Whether ``site`` is called inside the call ``call`` (replaying it would skip its edits)."""
+        c = replay.calls[call]
+        return any(x.name == site and c.start < x.start and x.end < c.end for x in replay.calls)
+
+    # ------------------------------------------------------------------ threads
+    @contextlib.contextmanager
+    def _hold(self, preemptible: bool = False) -> Iterator[None]:
+        """Hold the lens's lock; a foreground caller that has to wait asks a background run to give way."""
+        me = threading.get_ident()
+        if self._owner == me or preemptible:
+            self._lock.acquire()
+        else:
+            with self._gate:
+                self._waiting += 1
+            try:
+                self._lock.acquire()
+            finally:
+                with self._gate:
+                    self._waiting -= 1
+        outer, self._owner = self._owner, me
+        try:
+            yield
+        finally:
+            self._owner = outer
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def _preemption(self, on: bool) -> Iterator[None]:
+        """While ``on``: module calls (the top three levels) check whether another thread waits."""
+        if not on:
+            yield
+            return
+
+        def check(_m: nn.Module, _a: Any) -> None:
+            if self._waiting:
+                raise Preempted("another call on this lens needed it; run again")
+
+        handles = []
+        try:
+            for name, m in self.model.named_modules():
+                if name and name.count(".") <= 2:
+                    handles.append(m.register_forward_pre_hook(check))
+            check(self.model, ())
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
     def _capture_sites(self, inputs: Any, names: list[str]) -> tuple[Any, dict[str, Any]]:
         """One forward that also keeps the (structured) outputs of ``names``."""
@@ -945,14 +1221,42 @@ def _version(inputs: Any) -> Any:
 _BASELINES_KEPT = 2
 
 
-def _signature(inputs: Any) -> Any:
+def _signature(inputs: Any, *, batch: bool = True) -> Any:
+    def shape(t: torch.Tensor) -> tuple[int, ...]:
+        return tuple(t.shape) if batch else tuple(t.shape[1:])
+
     if isinstance(inputs, torch.Tensor):
-        return (tuple(inputs.shape), inputs.dtype)
+        return (shape(inputs), inputs.dtype)
     if isinstance(inputs, dict):
-        return tuple(
-            (k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items()
-        )
+        return tuple((k, shape(v), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v)) for k, v in inputs.items())
     return type(inputs)
+
+
+def _head(inputs: Any, k: int = 2) -> Any:
+    """The first ``k`` rows of a batch (a tensor, or a dict of tensors sharing the batch axis)."""
+    if isinstance(inputs, torch.Tensor) and inputs.ndim > 0:
+        return inputs[:k]
+    if isinstance(inputs, dict):
+        ts = [v for v in inputs.values() if isinstance(v, torch.Tensor) and v.ndim > 0]
+        if ts and all(t.shape[0] == ts[0].shape[0] for t in ts):
+            return {key: v[:k] if isinstance(v, torch.Tensor) and v.ndim > 0 else v for key, v in inputs.items()}
+    return inputs
+
+
+class _ReplayVals:
+    """What a baseline pass kept for replay resume: the structure, the cached outputs, the usable sites."""
+
+    __slots__ = ("cache", "replay", "sites")
+
+    def __init__(self, replay: Replay, cache: dict[int, Any], sites: list[str]) -> None:
+        self.replay, self.cache, self.sites = replay, cache, sites
+
+    def start(self, active: frozenset[str]) -> str | None:
+        """The edited site to replay from: the first one called; ``None`` when one cannot be replayed."""
+        if not active <= set(self.sites):
+            return None
+        routes = {s: self.replay.route(s) for s in active}
+        return min(active, key=lambda s: self.replay.calls[routes[s].site_call].start)
 
 
 class _Forward:
@@ -973,9 +1277,12 @@ class _Forward:
         inner = self.inner
         out = inner(*args, **kwargs) if inner is not None else type(self.module).forward(self.module, *args, **kwargs)
         st = self.site
-        if not st.active or self.lens._bypass:
-            return out
-        return st.apply(out)
+        lens = self.lens
+        if st.active and not lens._bypass:
+            out = st.apply(out)
+        if lens._record is not None and st.name in lens._record_sites:
+            lens._record[st.name] = get_element(out, 0).detach()
+        return out
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         inner = self.inner

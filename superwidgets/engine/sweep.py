@@ -195,12 +195,15 @@ def sweep(
                 x = inputs[a:z]
                 nc = z - a
                 plan = lens._plan_for(x) if use_plan else None
+                replayed = None
                 if plan is not None:
                     base, vals = lens._guard_model(lambda x=x, plan=plan: plan.capture(x))
                     program, front = plan.tail(frozenset({site})) or (None, [])
                     site_node = plan.node_of(site)
                 else:
-                    base = lens._forward(x)
+                    # no fx trace: replay the modules before the site from one clean pass (see replay.py)
+                    replayed = lens._replay_capture(x, site) if use_plan else None
+                    base = replayed[0] if replayed is not None else lens._forward(x)
                 base_r = readout(base)
                 for j0, j1 in f_chunks:
                     block = fns[j0:j1]
@@ -219,7 +222,14 @@ def sweep(
                         if out is None and use_plan and not _agrees(lens, site, x, block[0], fd, readout, y, nc):
                             use_plan = False  # a value without a batch axis broke the repeat: go full
                             plan = None
-                    if plan is None or program is None:
+                    if plan is None and replayed is not None:
+                        _, replay, cache = replayed
+                        with replay.replaying(site, cache, times):
+                            y = _full(lens, site, x.repeat(times, *([1] * (x.ndim - 1))), block, fd, nc)
+                        if out is None and not _agrees(lens, site, x, block[0], fd, readout, y, nc):
+                            use_plan, replayed = False, None
+                            y = _full(lens, site, x.repeat(times, *([1] * (x.ndim - 1))), block, fd, nc)
+                    elif plan is None or program is None:
                         y = _full(lens, site, x.repeat(times, *([1] * (x.ndim - 1))), block, fd, nc)
                     eff = readout(y).reshape(times, nc, *base_r.shape[1:]) - base_r.unsqueeze(0)
                     if out is None:
