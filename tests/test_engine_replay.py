@@ -239,3 +239,19 @@ def test_changing_an_edit_preempts_a_background_run():
         model.release.set()
         t.join(10)
         assert outcome.get("preempted") is True
+
+
+def test_dict_inputs_replay_too():
+    model, x = _gpt2(), _ids()
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0
+    inputs = {"input_ids": x, "attention_mask": mask}
+    d = torch.randn(32, generator=torch.Generator().manual_seed(6))
+    with sw.Lens(model) as lens:
+        lens.edit("transformer.h.2", sw.Steer(direction=d, alpha=2.0))
+        got = lens.run(inputs).edited.logits
+        assert "replaying" in lens.resume_info
+    with sw.Lens(model, resume=False) as ref:
+        ref.edit("transformer.h.2", sw.Steer(direction=d, alpha=2.0))
+        want = ref.run(inputs).edited.logits
+    assert torch.equal(got, want)
