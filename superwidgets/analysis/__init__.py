@@ -8,4 +8,6 @@ Jupyter, traitlets or anywidget, and nothing here installs hooks (the engine doe
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .rank import RANK_BY, FeatureRanking, rank_features, search_features
+
+__all__ = ["RANK_BY", "FeatureRanking", "rank_features", "search_features"]

@@ -4,6 +4,7 @@ Nothing here imports Jupyter, traitlets or plotting libraries: everything a
 widget can do, a script can do with the engine alone.
 """
 
+from .attribution import attribute, top_effects
 from .bases import SAE, Basis, Directions, Neurons
 from .edits import Ablate, Clamp, Edit, MeanAblate, Op, ProjectOut, Resample, Scale, Steer
 from .lens import EditError, InputError, Lens, LensClosedError, ModelError, Preempted, RunResult, SiteInfo
@@ -32,6 +33,8 @@ __all__ = [
     "SiteError",
     "SiteInfo",
     "Steer",
+    "attribute",
     "list_sites",
     "resolve_site",
+    "top_effects",
 ]
