@@ -3,10 +3,14 @@
 * :class:`Neurons` -- the standard basis; feature ``i`` is unit ``i``.
 * :class:`Directions` -- a set of named vectors (user directions, PCA
   components, probe weights); feature ``i`` is row ``i``.
+* :class:`SAE` -- the latents of a sparse autoencoder; feature ``i`` is latent
+  ``i``. It follows the model: codes are computed on the activations' device, in
+  the wider of their dtype and the SAE's (see ``docs/devices.md``).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -30,6 +34,16 @@ def as_vector(value: Any, what: str) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise ValueError(f"{what} contains NaN or Inf; pass finite numbers")
     return t
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are the same one (``cuda`` and ``cuda:0`` are when 0 is the current device)."""
+    if a.type != b.type:
+        return False
+    if a.type == "cuda":
+        current = torch.cuda.current_device()
+        return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+    return a.index == b.index or a.index is None or b.index is None
 
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -285,6 +299,11 @@ class SAE(Basis):
     latent's value depends on all the others); edits then change the chosen
     latents without re-selecting the top k.
 
+    Any model dtype and device work: codes are computed on the activations' device in
+    the wider of their dtype and the SAE's (a float32 SAE at a bfloat16 site encodes in
+    float32), by the SAE itself or by a copy kept per ``(device, dtype)`` (a CPU-built SAE
+    at a CUDA site); the SAE you pass is never moved or cast (see :meth:`module_for`).
+
     Parameters
     ----------
     sae : nn.Module
@@ -311,6 +330,8 @@ class SAE(Basis):
         self.name = str(name)
         self.keep_error = bool(keep_error)
         self._names = names
+        # copies of the SAE on other (device, dtype) pairs, with the fingerprint of the weights they copy
+        self._copies: dict[tuple[torch.device, torch.dtype], tuple[Any, tuple[Any, ...]]] = {}
 
     def decoder(self, width: int) -> torch.Tensor:
         """Decoder rows ``(n_latents, width)``."""
@@ -358,12 +379,108 @@ class SAE(Basis):
     def vectors(self, width: int) -> torch.Tensor:
         return self.decoder(width)
 
+    # ------------------------------------------------------------------ devices and dtypes
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the SAE's weights (of ``W_dec``; float32 if it is not a float tensor)."""
+        w = self.sae.W_dec
+        return w.dtype if isinstance(w, torch.Tensor) and w.is_floating_point() else torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the SAE's weights (of ``W_dec``; the CPU if it is not a tensor)."""
+        w = self.sae.W_dec
+        return w.device if isinstance(w, torch.Tensor) else torch.device("cpu")
+
+    def compute_dtype(self, h: torch.Tensor) -> torch.dtype:
+        """The dtype codes of ``h`` are computed in: the wider of ``h``'s and the SAE's.
+
+        A bfloat16 model with a float32 SAE encodes in float32 (casting the SAE down would
+        round its encoder to 8 significant bits and change which latents fire); a float32
+        model with a float16 SAE also encodes in float32.
+        """
+        if not h.is_floating_point():
+            return self.dtype
+        return torch.promote_types(h.dtype, self.dtype)
+
+    def module_for(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Any:
+        """The SAE module on ``device`` in ``dtype`` (default: the SAE's own dtype).
+
+        The SAE itself when it already lives there; otherwise a copy, made on first use and
+        kept per ``(device, dtype)`` (so a CPU-built SAE follows a CUDA model without moving its
+        weights at every run). A copy is rebuilt when the original's weights change (an
+        in-place update, ``load_state_dict`` or a new tensor), so it never goes stale. Returns
+        ``None`` for an SAE that is not an ``nn.Module`` (it cannot be copied; :meth:`encode`
+        then moves the activations to the SAE instead).
+        """
+        device = torch.device(device)
+        dtype = self.dtype if dtype is None else dtype
+        if _same_device(self.device, device) and dtype == self.dtype:
+            return self.sae
+        if not isinstance(self.sae, torch.nn.Module):
+            return None
+        tensors = [*self.sae.parameters(), *self.sae.buffers()]
+        key = (device, dtype)
+        stamp = tuple((t._version, t.data_ptr(), t.shape) for t in tensors)
+        hit = self._copies.get(key)
+        if hit is not None and hit[1] == stamp:
+            return hit[0]
+        memo: dict[int, Any] = {}
+        with torch.no_grad():
+            for t in tensors:
+                moved = t.detach().to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+                memo[id(t)] = (
+                    torch.nn.Parameter(moved, requires_grad=False) if isinstance(t, torch.nn.Parameter) else moved
+                )
+        module = copy.deepcopy(self.sae, memo)  # the weights come from memo: never duplicated on the SAE's device
+        module.eval()
+        self._copies[key] = (module, stamp)
+        return module
+
+    def _prepared(self, h: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The module to encode ``h`` with and ``h`` in its dtype (and on its device)."""
+        dtype = self.compute_dtype(h)
+        module = self.module_for(h.device, dtype)
+        if module is None:  # not an nn.Module: bring the activations to the SAE instead
+            module = self.sae
+            return module, h.to(device=self.device, dtype=self.dtype)
+        return module, h.to(dtype)
+
+    def encode(self, h: torch.Tensor) -> torch.Tensor:
+        """Codes of every latent for activations ``h`` (features last), on ``h``'s device.
+
+        Any model dtype or device works: the codes are computed in :meth:`compute_dtype`
+        by the SAE on ``h``'s device (see :meth:`module_for`).
+        """
+        module, x = self._prepared(h)
+        return module.encode(x).to(h.device)
+
     def encode_subset(self, h: torch.Tensor, idx: list[int]) -> torch.Tensor:
-        """Codes of latents ``idx`` for activations ``h`` (``(..., len(idx))``)."""
-        fn = getattr(self.sae, "encode_subset", None)
-        if fn is not None:
-            return fn(h, idx)
-        return self.sae.encode(h)[..., idx]
+        """Codes of latents ``idx`` for activations ``h`` (``(..., len(idx))``), on ``h``'s device.
+
+        Computed in :meth:`compute_dtype` by the SAE on ``h``'s device, through the SAE's own
+        ``encode_subset`` when it has one (a thin matrix product), else a full ``encode``.
+        """
+        module, x = self._prepared(h)
+        fn = getattr(module, "encode_subset", None)
+        codes = fn(x, idx) if fn is not None else module.encode(x)[..., idx]
+        return codes.to(h.device)
+
+    def decode(self, codes: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        """The SAE's reconstruction of ``codes``, in ``like``'s dtype and on its device when given.
+
+        Parameters
+        ----------
+        codes : Tensor, shape (..., n_latents)
+            Latent codes (e.g. from :meth:`encode`).
+        like : Tensor, optional
+            The activations the codes came from; the result matches their dtype and device
+            (default: the codes' device, computed in the SAE's dtype).
+        """
+        ref = like if like is not None else codes
+        module, x = self._prepared(codes if like is None else codes.to(like.device))
+        out = module.decode(x).to(ref.device)
+        return out.to(like.dtype) if like is not None else out
 
     def to_dict(self, store: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict[str, Any]:
         return {"kind": "sae", "name": self.name, "keep_error": self.keep_error, "names": self._names}

@@ -182,9 +182,9 @@ def _coordinate_op(
         index = torch.tensor(idx, device=device)
 
         def redecode(h: torch.Tensor) -> torch.Tensor:
-            codes = basis.sae.encode(h).clone()
-            codes[..., index] = new_coords(codes[..., index])
-            return basis.sae.decode(codes)
+            codes = basis.encode(h).clone()
+            codes[..., index.to(codes.device)] = new_coords(codes[..., index.to(codes.device)]).to(codes.dtype)
+            return basis.decode(codes, like=h)
 
         return redecode
     u, a = _span(basis, width, idx)

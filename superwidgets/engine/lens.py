@@ -849,25 +849,49 @@ class Lens:
         if self._checked_ref is inputs and self._checked_key == _version(inputs):
             return  # the same input object, unchanged since its last check (a slider's case)
         tensors = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
-        ref = next(iter(self.model.parameters()), None)
+        dtype, device = self._expected_input()
         for t in tensors:
             if not isinstance(t, torch.Tensor):
                 continue
             # one reduction first: a finite sum proves there is no NaN or Inf
             if t.is_floating_point() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
                 raise InputError("the input contains NaN or Inf; clean or impute it before running the model")
-            if ref is not None:
-                if t.is_floating_point() and t.dtype != ref.dtype:
-                    raise InputError(
-                        f"the input has dtype {t.dtype} but the model's parameters are {ref.dtype}; "
-                        f"convert it with x.to({ref.dtype})"
-                    )
-                if t.device != ref.device:
-                    raise InputError(
-                        f"the input is on {t.device} but the model is on {ref.device}; "
-                        f"move it with x.to('{ref.device}')"
-                    )
+            if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+                raise InputError(
+                    f"the input has dtype {t.dtype} but the model's parameters are {dtype}; "
+                    f"convert it with x.to({dtype})"
+                )
+            if device is not None and t.device != device:
+                raise InputError(
+                    f"the input is on {t.device} but the model is on {device}; move it with x.to('{device}')"
+                )
         self._checked_ref, self._checked_key = inputs, _version(inputs)
+
+    def _expected_input(self) -> tuple[torch.dtype | None, torch.device | None]:
+        """The dtype and device inputs must have (``None``: not checked).
+
+        Models dispatched with ``accelerate`` keep offloaded weights on the ``meta`` device and
+        move inputs themselves (a root hook with an execution device): then only the dtype is
+        checked, or the device accelerate runs the modules on when every weight is offloaded.
+        """
+        first = next(iter(self.model.parameters()), None)
+        if first is None:
+            return None, None
+        root = getattr(self.model, "_hf_hook", None)
+        if getattr(root, "execution_device", None) is not None:
+            return first.dtype, None  # accelerate's root hook moves inputs itself
+        device = next((p.device for p in self.model.parameters() if p.device.type != "meta"), None)
+        if device is None:  # every weight offloaded: where accelerate runs the modules
+            dev = next(
+                (
+                    m._hf_hook.execution_device
+                    for m in self.model.modules()
+                    if getattr(getattr(m, "_hf_hook", None), "execution_device", None) is not None
+                ),
+                None,
+            )
+            device = None if dev is None else torch.device(dev)
+        return first.dtype, device
 
     def _forward(self, inputs: Any) -> Any:
         try:
