@@ -18,8 +18,9 @@ Fair by construction:
   linear warm-up of the lr and of the sparsity coefficient, linear decay to 0
   over the last 20 %), the same number of steps, one CPU thread each.
 
-Each trainer's decoder is copied every ``EVERY`` steps (a 64 kB copy: noise in
-the timing) and scored afterwards. Per architecture the figure is the wall time
+Each trainer's decoder is copied every ``EVERY`` optimiser steps by one global Adam
+post-step hook (the same for both; a 64 kB copy: noise in the timing) and scored
+afterwards. Per architecture the figure is the wall time
 to reach MMCS 0.95 (steps to 0.95 × the run's seconds per step); ratio = median
 over repetitions of ours ÷ SAELens, each repetition running both back to back
 in alternating order. Target ≤ 1 for every architecture SAELens trains.
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import superwidgets.science.sae as sae_mod
 from superwidgets.science.metrics import mmcs
@@ -70,12 +72,29 @@ def _normalised(X: torch.Tensor) -> torch.Tensor:
     return X / math.sqrt(var)
 
 
-def _batches(X: torch.Tensor, snap: Callable[[], None]):
-    """The batches fit_sae(seed=SEED) draws, in its order; calls ``snap`` before each step."""
+def _batches(X: torch.Tensor):
+    """The batches fit_sae(seed=SEED) draws, in its order."""
     idx = sae_mod._batches(X.shape[0], BATCH, stream(SEED, "train.batches"))
     while True:
-        snap()
         yield X[next(idx)]
+
+
+@contextlib.contextmanager
+def _snapshots(out: list[torch.Tensor], W_dec: Callable[[], torch.Tensor]):
+    """Copy the decoder ``W_dec()`` after every EVERY-th optimiser step, of whichever trainer runs
+    (both take exactly one Adam step per training step): one global post-step hook, the same for both."""
+    count = [0]
+
+    def hook(*_: Any) -> None:
+        count[0] += 1
+        if count[0] % EVERY == 0:
+            out.append(W_dec().detach().clone())
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _saelens(Xn: torch.Tensor, arch: str) -> list[torch.Tensor]:
@@ -121,53 +140,32 @@ def _saelens(Xn: torch.Tensor, arch: str) -> list[torch.Tensor]:
         save_final_checkpoint=False,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    snaps: list[torch.Tensor] = []
-    step = [0]
-
-    def snap() -> None:
-        if step[0] % EVERY == 0:
-            snaps.append(sae.W_dec.detach().clone())
-        step[0] += 1
-
-    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
-        SAETrainer(cfg=cfg, sae=sae, data_provider=_batches(Xn, snap)).fit()
-    snaps.append(sae.W_dec.detach().clone())
+    snaps: list[torch.Tensor] = [sae.W_dec.detach().clone()]
+    with _snapshots(snaps, lambda: sae.W_dec), contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
+        SAETrainer(cfg=cfg, sae=sae, data_provider=_batches(Xn)).fit()
     return snaps
 
 
-@contextlib.contextmanager
-def _snapshots(out: list[torch.Tensor]):
-    """Copy the decoder of the SAE that fit_sae builds at step 0 and every EVERY steps
-    (fit_sae renormalises the decoder exactly once per step)."""
-    make = sae_mod.make_sae
-
-    def wrapped_make(*args: Any, **kwargs: Any):
-        sae = make(*args, **kwargs)
-        norm = sae.normalize_decoder
-        count = [0]
-        out.append(sae.W_dec.detach().clone())
-
-        def normalize_decoder() -> None:
-            norm()
-            count[0] += 1
-            if count[0] % EVERY == 0:
-                out.append(sae.W_dec.detach().clone())
-
-        sae.normalize_decoder = normalize_decoder  # type: ignore[method-assign]
-        return sae
-
-    sae_mod.make_sae = wrapped_make
-    try:
-        yield
-    finally:
-        sae_mod.make_sae = make
-
-
 def _ours(X: torch.Tensor, arch: str) -> list[torch.Tensor]:
+    """Train with fit_sae; returns the initial decoder (as make_sae builds it) and a copy every EVERY steps."""
     kw: dict[str, Any] = {"k": K} if arch == "topk" else {}
     snaps: list[torch.Tensor] = []
-    with _snapshots(snaps):
-        fit_sae(X, arch=arch, width=WIDTH, steps=STEPS, batch_size=BATCH, seed=SEED, progress=False, device="cpu", **kw)
+    built: list[torch.nn.Module] = []
+    make = sae_mod.make_sae
+
+    def recording_make(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        built.append(make(*args, **kwargs))
+        snaps.append(built[-1].W_dec.detach().clone())
+        return built[-1]
+
+    sae_mod.make_sae = recording_make
+    try:
+        with _snapshots(snaps, lambda: built[-1].W_dec):
+            fit_sae(
+                X, arch=arch, width=WIDTH, steps=STEPS, batch_size=BATCH, seed=SEED, progress=False, device="cpu", **kw
+            )
+    finally:
+        sae_mod.make_sae = make
     return snaps
 
 
@@ -261,7 +259,8 @@ def _body(rows: list[dict[str, Any]], info: dict[str, dict[str, dict[str, Any]]]
     saelens_note = (
         f"SAELens {version} is installed: the baseline is its own `SAETrainer` with `TopKTrainingSAE`, "
         "`StandardTrainingSAE`, `GatedTrainingSAE` and `JumpReLUTrainingSAE` (its default initialisation: "
-        "decoder rows of norm 0.1, encoder = decoder transposed; AuxK coefficient 1 for TopK)."
+        "decoder rows of norm 0.1, encoder = decoder transposed, as ours for TopK, ReLU and Gated; "
+        "AuxK coefficient 1 for TopK, dead after 1,000 steps; gradient norm clipped at 1, as ours)."
         if version
         else "SAELens is not installed here (`pip install -e .[bench]`): only our curves ran, no race."
     )
@@ -281,7 +280,8 @@ for every parameter), lr and sparsity coefficient warmed up over the first {WARM
 lr decayed linearly to 0 over the last {1 - DECAY_FROM:.0%}; L1 coefficient {COEF["relu"]} (ReLU, Gated),
 L0 coefficient {COEF["jumprelu"]} with threshold 0.001 and bandwidth 0.001 (JumpReLU); one CPU thread.
 Each trainer starts from its own random initialisation (asserted: initial MMCS < {START_BELOW}).
-MMCS is scored on decoder copies taken every {EVERY} steps; seconds to {BAR} = steps to {BAR} × the
+MMCS is scored on decoder copies taken (by one global optimiser post-step hook, the same for both)
+every {EVERY} steps; seconds to {BAR} = steps to {BAR} × the
 run's median seconds per step (which includes our normalisation pass, dead-latent tracking and
 logging). ours = `fit_sae(X, arch=..., width={WIDTH}, steps={STEPS}, batch_size={BATCH}, seed={SEED})`
 with every other setting at its default. {saelens_note}

@@ -366,9 +366,16 @@ def test_dead_latents_are_revived():
     # TopK: many more latents than features leaves some dead, and the AuxK loss sees them
     topk = fit_sae(X, arch="topk", width=256, k=2, steps=300, progress=False, dead_after=500)
     assert max(topk.history["aux"]) > 0
-    # a fast learning rate kills some ReLU latents; the trainer resamples them
-    relu = fit_sae(X, arch="relu", width=128, lr=1e-2, steps=400, progress=False, dead_after=500)
+    # a fast learning rate kills some ReLU latents; resampling is off by default (the April 2024 recipe
+    # has none), and asked for, it re-points them
+    kw = {"arch": "relu", "width": 128, "lr": 0.1, "steps": 400, "progress": False, "dead_after": 500}
+    relu = fit_sae(X, **kw, resample_dead=True)
     assert sum(relu.history["resampled"]) > 0
+    default = fit_sae(X, **kw)
+    assert default.history["resampled"] == [] and max(default.history["dead_fraction"]) > 0
+    # resample_dead=False also switches TopK's AuxK off
+    off = fit_sae(X, arch="topk", width=256, k=2, steps=300, progress=False, dead_after=500, resample_dead=False)
+    assert max(off.history["aux"]) == 0
     # resampling itself: killed latents fire again, the others are untouched, their Adam state is reset
     for arch in ("relu", "gated", "jumprelu"):
         sae = make_sae(arch, 16, 64, seed=0)
