@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import dashboard, { histogram, moveCursor, type DashboardState } from "./dashboard";
+import dashboard, { filterLatents, histogram, moveCursor, OVERSCAN, ROW_HEIGHT, visibleRange, type DashboardState } from "./dashboard";
 import { FakeModel as BaseFakeModel, permutations, queries, settled, WIDGET_BASE, wire, wireI32 } from "./testing/fake-model";
 
 class FakeModel extends BaseFakeModel<DashboardState> {}
@@ -20,6 +20,11 @@ function baseState(over: Partial<DashboardState> = {}): DashboardState {
     max_activation: wire([2, 0, 1, 3]),
     effect: wire([0.1, -0.1, 0, 0, -0.2, 0.2, 0.05, -0.05], [4, 2]),
     effect_inputs: 10,
+    effect_candidates: 4,
+    effect_pending: false,
+    progress_done: 10,
+    progress_total: 10,
+    progress_what: "statistics",
     n_dead: 1,
     sort_by: "frequency",
     sort_class: 0,
@@ -329,4 +334,114 @@ describe("any key order, any batching (marimo applies an update one key at a tim
       }
     }
   }, 60_000);
+});
+
+describe("tens of thousands of latents: a virtual list and a search box", () => {
+  const L = 24576;
+  function big(over: Partial<DashboardState> = {}): Partial<DashboardState> {
+    const names = Array.from({ length: L }, (_, i) => (i === 777 ? `apostrophe ${XSS}` : `latent ${i}`));
+    const freq = Array.from({ length: L }, (_, i) => (i % 3 === 0 ? 0 : ((i * 7919) % 1000) / 1000));
+    const order = Array.from({ length: L }, (_, i) => i).sort((a, b) => freq[b] - freq[a] || a - b);
+    return {
+      feature_names: names,
+      frequency: wire(freq),
+      max_activation: wire(freq.map((f) => 2 * f)),
+      effect: null,
+      effect_candidates: 256,
+      n_dead: L / 3,
+      order: wireI32(order),
+      selected: order[0],
+      ...over,
+    };
+  }
+  const most = Math.ceil(440 / ROW_HEIGHT) + 2 * OVERSCAN + 1; // the rows in view plus the overscan
+
+  test("renders only the rows in view, rebuilt on scroll, with a spacer as tall as every row", () => {
+    mount(big());
+    const order = Array.from(new Int32Array((model.get("order") as { view: DataView }).view.buffer));
+    expect(rows().length).toBeLessThanOrEqual(most);
+    expect(rows()[0].dataset.feature).toBe(String(order[0]));
+    expect(rows()[0].classList.contains("sw-selected")).toBe(true);
+    expect($(".sw-fspacer").style.height).toBe(`${L * ROW_HEIGHT}px`);
+    const list = $(".sw-flist");
+    list.scrollTop = 10_000 * ROW_HEIGHT;
+    list.dispatchEvent(new Event("scroll"));
+    const shown = rows().map((r) => Number(r.dataset.pos));
+    expect(rows().length).toBeLessThanOrEqual(most);
+    expect(Math.min(...shown)).toBe(10_000 - OVERSCAN);
+    expect(rows().find((r) => r.dataset.pos === "10000")?.dataset.feature).toBe(String(order[10_000]));
+    expect(rows().find((r) => r.dataset.pos === "10000")?.style.top).toBe(`${10_000 * ROW_HEIGHT}px`);
+    // End moves the cursor to the last latent and scrolls it into view
+    key("End");
+    expect($(".sw-dash").dataset.cursor).toBe(String(order[L - 1]));
+    expect(rows().some((r) => r.dataset.pos === String(L - 1))).toBe(true);
+    expect(rows().length).toBeLessThanOrEqual(most);
+    expect($(".sw-flist").getAttribute("aria-activedescendant")).toBe(`${viewId()}-f${order[L - 1]}`);
+  });
+
+  test("the search box filters by index or name; Enter selects the first match", () => {
+    mount(big());
+    const box = $<HTMLInputElement>(".sw-search");
+    expect(box.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+    box.value = "apos";
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(rows().map((r) => r.dataset.feature)).toEqual(["777"]);
+    expect(rows()[0].querySelector(".sw-fname")?.textContent).toBe(`apostrophe ${XSS}`);
+    expect(el.querySelector(".sw-flist img")).toBeNull();
+    expect($(".sw-list-info").textContent).toContain("1 match “apos”");
+    box.value = "1234";
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    const hits = rows().map((r) => Number(r.dataset.feature));
+    expect(hits[0]).toBe(1234); // the index first, then names containing it
+    expect(hits.slice(1).every((f) => String(f).includes("1234"))).toBe(true);
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(model.sent.map((m) => m.content.feature)).toEqual([1234]);
+    box.value = "";
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(rows().length).toBeLessThanOrEqual(most);
+    expect($(".sw-fspacer").style.height).toBe(`${L * ROW_HEIGHT}px`);
+  });
+
+  test("effect sorts are offered before the column exists; latents outside the candidates show no value", async () => {
+    mount(big());
+    const sort = $<HTMLSelectElement>(".sw-sort");
+    expect(Array.from(sort.options).map((o) => o.value)).toContain("effect:1");
+    const eff = new Array(L * 2).fill(Number.NaN);
+    const order = Array.from(new Int32Array((model.get("order") as { view: DataView }).view.buffer));
+    eff[order[0] * 2] = -0.25;
+    await model.update({ effect: wire(eff, [L, 2]), sort_by: "effect", rev: 2 });
+    expect(rows()[0].querySelector(".sw-eff")?.textContent).toBe("-0.250");
+    const other = rows().find((r) => !r.classList.contains("sw-dead") && r.dataset.pos !== "0");
+    expect(other?.querySelector(".sw-eff")?.textContent).toBe("");
+    expect($(".sw-list-info").textContent).toContain("(the 256 most frequent latents)");
+  });
+
+  test("progress shows while Python computes; a pending effect is asked for when the view opens", async () => {
+    mount({ effect_pending: true, effect_hist: null, effect_edges: null, effect_mean: null });
+    expect(model.sent).toHaveLength(1);
+    expect(model.sent[0].content).toMatchObject({ type: "request", feature: 3 });
+    expect($(".sw-effect-text").textContent).toBe("computing the effect on the cohort…");
+    expect($(".sw-progress-row").hidden).toBe(true);
+    const rev = $(".sw-dash").dataset.rev;
+    await model.update({ progress_what: "effects", progress_done: 3, progress_total: 16 });
+    expect($(".sw-progress-row").hidden).toBe(false);
+    expect($(".sw-progress-text").textContent).toBe("effects: 3 of 16");
+    expect($(".sw-dash").dataset.rev).toBe(rev); // progress alone re-renders nothing else
+    await respond(1, { progress_done: 16, effect_pending: false, effect_hist: wireI32([1, 8, 1]), effect_edges: wire([-0.3, -0.1, 0.1, 0.3]) });
+    expect($(".sw-progress-row").hidden).toBe(true);
+    expect($(".sw-effect-text").dataset.pending).toBe("false");
+  });
+
+  test("visibleRange and filterLatents", () => {
+    expect(visibleRange(0, 440, 24576)).toEqual([0, 22 + OVERSCAN]);
+    expect(visibleRange(200 * ROW_HEIGHT, 440, 24576)).toEqual([200 - OVERSCAN, 222 + OVERSCAN]);
+    expect(visibleRange(24570 * ROW_HEIGHT, 440, 24576)).toEqual([24570 - OVERSCAN, 24576]);
+    expect(visibleRange(0, 440, 3)).toEqual([0, 3]);
+    expect(filterLatents([2, 0, 1], ["a", "Ab", "cab"], "AB")).toEqual([2, 1]); // in list order
+    expect(filterLatents([2, 0, 1], ["a", "b", "c"], " 1 ")).toEqual([1]);
+    expect(filterLatents([2, 0, 1], ["a", "b", "c"], "")).toEqual([2, 0, 1]);
+    expect(filterLatents([0, 1], ["a", "b"], "7")).toEqual([]);
+    expect(filterLatents([2, 0, 1, 12], ["a", "b 1", "c", "x", "", "", "", "", "", "", "", "", "d"], "#1")).toEqual([1]);
+    expect(filterLatents([2, 0, 1, 12], ["a", "b", "c 1", "x", "", "", "", "", "", "", "", "", "d 1"], "1")).toEqual([1, 2, 12]);
+  });
 });

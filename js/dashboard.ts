@@ -1,5 +1,6 @@
 /**
- * FeatureDashboard view: an SAE's latents as a sortable, keyboard-navigable list; for the selected
+ * FeatureDashboard view: an SAE's latents as a sortable, searchable, keyboard-navigable list that renders
+ * only its visible rows (tens of thousands of latents scroll smoothly); for the selected
  * latent its activation histogram, top-activating inputs (with spatial maps or deviant fields), its
  * effect on the cohort's predictions (ablated or steered) and its correlation with true factors.
  */
@@ -8,6 +9,9 @@ import { decodeArray, type NumArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
 import { connect, type KeyTable } from "./lib/protocol";
+import { filterLatents, OVERSCAN, ROW_HEIGHT, visibleRange } from "./lib/virtual";
+
+export { filterLatents, OVERSCAN, ROW_HEIGHT, visibleRange };
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./dashboard.css";
@@ -23,6 +27,11 @@ export interface DashboardState {
   max_activation: WireArray | null;
   effect: WireArray | null;
   effect_inputs: number;
+  effect_candidates: number;
+  effect_pending: boolean;
+  progress_done: number;
+  progress_total: number;
+  progress_what: string;
   n_dead: number;
   sort_by: string;
   sort_class: number;
@@ -64,7 +73,8 @@ export interface DashboardState {
 /** Every synced key the view reads (the compiler checks it against DashboardState). */
 const KEYS: KeyTable<DashboardState> = {
   site: true, n_inputs: true, input_kind: true, spatial_site: true, feature_names: true, class_names: true,
-  frequency: true, max_activation: true, effect: true, effect_inputs: true, n_dead: true, sort_by: true,
+  frequency: true, max_activation: true, effect: true, effect_inputs: true, effect_candidates: true,
+  effect_pending: true, progress_done: true, progress_total: true, progress_what: true, n_dead: true, sort_by: true,
   sort_class: true, order: true, selected: true, n_active: true, act_hist: true, act_edges: true, top_indices: true,
   top_values: true, top_labels: true, top_images: true, top_maps: true, field_names: true, field_units: true,
   top_fields: true, top_tokens: true, top_positions: true, top_field_values: true, top_field_z: true,
@@ -81,8 +91,8 @@ export interface Detail {
   effect_class: number;
 }
 
-/** Most rows the list renders (the go-to box reaches every latent). */
-export const LIST_LIMIT = 500;
+/** Height the list is drawn at when the page has not laid it out yet (CSS `max-height` of `.sw-flist`). */
+const LIST_HEIGHT = 440;
 
 /** New cursor position in a list of `n` rows after `key`; `null` when the key does not move it. */
 export function moveCursor(pos: number, key: string, n: number): number | null {
@@ -191,6 +201,10 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
   const error = h("div", { class: "sw-error", role: "alert" });
   const sort = control(h("select", { class: "sw-sort", "aria-label": "sort latents by" }));
   const goto = control(h("input", { class: "sw-goto", type: "number", min: 0, step: 1, "aria-label": "select latent by index" }));
+  const search = control(h("input", { class: "sw-search", type: "search", placeholder: "index or name", "aria-label": "search latents by index or name" }));
+  const progress = h("progress", { class: "sw-progress", "aria-label": "progress" }) as HTMLProgressElement;
+  const progressText = h("span", { class: "sw-progress-text" });
+  const progressRow = h("div", { class: "sw-progress-row", role: "status" }, undefined, [progress, progressText]);
   const listInfo = h("div", { class: "sw-list-info" });
   const listHead = h("div", { class: "sw-frow sw-fhead", "aria-hidden": "true" }, undefined, [
     h("span", {}, "latent"),
@@ -199,11 +213,16 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
     h("span", { class: "sw-effect-head" }, "Δ"),
   ]);
   const list = control(h("div", { class: "sw-flist", role: "listbox", tabindex: 0, "aria-label": "latents" }));
+  // virtual list: a spacer as tall as every row, with only the rows in view inside it
+  const spacer = h("div", { class: "sw-fspacer", style: "position:relative" });
+  list.append(spacer);
   const listPanel = h("section", { class: "sw-list-panel" }, undefined, [
     h("div", { class: "sw-list-controls" }, undefined, [
       h("label", {}, undefined, [h("span", {}, "sort "), sort]),
       h("label", {}, undefined, [h("span", {}, "go to "), goto]),
+      h("label", {}, undefined, [h("span", {}, "search "), search]),
     ]),
+    progressRow,
     listInfo,
     listHead,
     list,
@@ -259,9 +278,14 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
   el.appendChild(root);
   d.add(() => root.remove());
 
-  // ---- feature list
-  let shown: number[] = []; // latent index at each rendered position
-  let rowEls: HTMLElement[] = [];
+  // ---- feature list (virtual: only the rows in view exist in the DOM)
+  let shown: number[] = []; // latent index at each list position (after the search filter)
+  let rowEls: HTMLElement[] = []; // the rendered rows, positions rowStart..rowStart + rowEls.length - 1
+  let rowStart = 0;
+  let freq: NumArray = new Float32Array(0);
+  let max: NumArray = new Float32Array(0);
+  let eff: NumArray | null = null;
+  let maxMax = 1e-9;
 
   function buildSortOptions(): void {
     const classes = model.get("class_names");
@@ -270,93 +294,132 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
       ["max_activation", "max activation"],
       ["index", "index"],
     ];
-    if (model.get("effect")) classes.forEach((c, i) => opts.push([`effect:${i}`, `|Δ ${c}| when ablated`]));
+    if (model.get("effect_candidates") > 0 || model.get("effect")) classes.forEach((c, i) => opts.push([`effect:${i}`, `|Δ ${c}| when ablated`]));
     sort.replaceChildren(...opts.map(([v, t]) => h("option", { value: v }, t)));
     effectClassSel.replaceChildren(...classes.map((c, i) => h("option", { value: i }, c)));
   }
 
+  function makeRow(pos: number): HTMLElement {
+    const names = model.get("feature_names");
+    const f = shown[pos];
+    const dead = freq[f] === 0;
+    const e = eff ? eff[f * model.get("class_names").length + model.get("sort_class")] : NaN;
+    return h(
+      "div",
+      {
+        class: `sw-frow${dead ? " sw-dead" : ""}`,
+        role: "option",
+        id: `${viewId}-f${f}`,
+        "data-feature": f,
+        "data-pos": pos,
+        "aria-selected": "false",
+        style: `position:absolute;left:0;right:0;top:${pos * ROW_HEIGHT}px;height:${ROW_HEIGHT}px;box-sizing:border-box`,
+      },
+      undefined,
+      [
+        h("span", { class: "sw-fname", title: names[f] ?? "" }, names[f] ?? String(f)),
+        h("span", { class: "sw-freq", title: `active on ${(freq[f] * 100).toFixed(2)}% of inputs` }, undefined, [
+          h("span", { class: "sw-freq-bar", style: `width:${Math.min(100, freq[f] * 100).toFixed(1)}%` }),
+          h("span", { class: "sw-freq-value" }, `${(freq[f] * 100).toFixed(1)}%`),
+        ]),
+        h("span", { class: "sw-max" }, undefined, [
+          h("span", { class: "sw-max-bar", style: `width:${((max[f] / maxMax) * 100).toFixed(1)}%` }),
+          h("span", { class: "sw-max-value" }, max[f].toFixed(2)),
+        ]),
+        dead
+          ? h("span", { class: "sw-badge", title: "never active on the cohort" }, "dead")
+          : h("span", { class: "sw-eff", title: Number.isNaN(e) ? "not computed (outside the effect candidates)" : "" }, Number.isNaN(e) ? "" : signed(e)),
+      ],
+    );
+  }
+
+  /** Render the rows in view (plus overscan); rows already there are reused. */
+  function renderRows(): void {
+    const viewport = list.clientHeight || LIST_HEIGHT;
+    const [start, end] = visibleRange(list.scrollTop, viewport, shown.length);
+    if (start === rowStart && end === rowStart + rowEls.length && rowEls.every((r, i) => Number(r.dataset.feature) === shown[start + i])) {
+      showSelection();
+      return;
+    }
+    const keep = new Map<number, HTMLElement>();
+    rowEls.forEach((r, i) => {
+      if (Number(r.dataset.feature) === shown[rowStart + i]) keep.set(rowStart + i, r);
+    });
+    rowEls = [];
+    for (let pos = start; pos < end; pos++) rowEls.push(keep.get(pos) ?? makeRow(pos));
+    rowStart = start;
+    spacer.replaceChildren(...rowEls);
+    showSelection();
+  }
+
   function buildList(): void {
     const names = model.get("feature_names");
-    const freq = decodeArray(model.get("frequency")) ?? new Float32Array(names.length);
-    const max = decodeArray(model.get("max_activation")) ?? new Float32Array(names.length);
-    const eff = decodeArray(model.get("effect"));
-    const nClasses = model.get("class_names").length;
-    const order = decodeArray(model.get("order"));
+    freq = decodeArray(model.get("frequency")) ?? new Float32Array(names.length);
+    max = decodeArray(model.get("max_activation")) ?? new Float32Array(names.length);
+    eff = decodeArray(model.get("effect"));
+    maxMax = 1e-9;
+    for (let i = 0; i < max.length; i++) if (max[i] > maxMax) maxMax = max[i];
     const sortClass = model.get("sort_class");
     const byEffect = model.get("sort_by") === "effect";
-    const all = order ? Array.from(order) : names.map((_, i) => i);
-    shown = all.slice(0, LIST_LIMIT);
-    const maxMax = Math.max(1e-9, ...Array.from(max));
-    rowEls = shown.map((f, pos) => {
-      const dead = freq[f] === 0;
-      const e = eff ? eff[f * nClasses + sortClass] : NaN;
-      const row = h(
-        "div",
-        {
-          class: `sw-frow${dead ? " sw-dead" : ""}`,
-          role: "option",
-          id: `${viewId}-f${f}`,
-          "data-feature": f,
-          "data-pos": pos,
-          "aria-selected": "false",
-        },
-        undefined,
-        [
-          h("span", { class: "sw-fname", title: names[f] ?? "" }, names[f] ?? String(f)),
-          h("span", { class: "sw-freq", title: `active on ${(freq[f] * 100).toFixed(2)}% of inputs` }, undefined, [
-            h("span", { class: "sw-freq-bar", style: `width:${Math.min(100, freq[f] * 100).toFixed(1)}%` }),
-            h("span", { class: "sw-freq-value" }, `${(freq[f] * 100).toFixed(1)}%`),
-          ]),
-          h("span", { class: "sw-max" }, undefined, [
-            h("span", { class: "sw-max-bar", style: `width:${((max[f] / maxMax) * 100).toFixed(1)}%` }),
-            h("span", { class: "sw-max-value" }, max[f].toFixed(2)),
-          ]),
-          dead
-            ? h("span", { class: "sw-badge", title: "never active on the cohort" }, "dead")
-            : h("span", { class: "sw-eff" }, Number.isNaN(e) ? "" : signed(e)),
-        ],
-      );
-      return row;
-    });
-    list.replaceChildren(...rowEls);
+    const order = decodeArray(model.get("order"));
+    const query = search.value;
+    shown = filterLatents(order ?? names.map((_, i) => i), names, query);
+    spacer.style.height = `${shown.length * ROW_HEIGHT}px`;
+    rowEls = [];
+    rowStart = 0;
+    spacer.replaceChildren();
     const L = names.length;
     const classes = model.get("class_names");
     const effN = model.get("effect_inputs");
+    const cand = model.get("effect_candidates");
     listInfo.textContent =
       `${L} latents · ${model.get("n_dead")} dead` +
-      (effN ? ` · Δ = mean change of ${classes[sortClass] ?? sortClass} over ${effN} inputs when ablated` : "") +
-      (L > shown.length ? ` · showing ${shown.length}; use “go to” for the rest` : "");
+      (effN && eff ? ` · Δ = mean change of ${classes[sortClass] ?? sortClass} over ${effN} inputs when ablated` + (cand < L ? ` (the ${cand} most frequent latents)` : "") : "") +
+      (query.trim() ? ` · ${shown.length} match “${query.trim()}”` : "");
     sort.value = byEffect ? `effect:${sortClass}` : model.get("sort_by");
     goto.max = String(Math.max(0, L - 1));
     const at = shown.indexOf(selected);
     cursor = at >= 0 ? at : Math.min(cursor, Math.max(0, shown.length - 1));
-    showSelection();
+    renderRows();
   }
 
   function showSelection(): void {
-    rowEls.forEach((r, pos) => {
+    rowEls.forEach((r) => {
+      const pos = Number(r.dataset.pos);
       const f = shown[pos];
       r.classList.toggle("sw-selected", f === selected);
       r.setAttribute("aria-selected", f === selected ? "true" : "false");
       r.classList.toggle("sw-cursor", pos === cursor);
     });
-    const cur = rowEls[cursor];
+    const cur = rowEls[cursor - rowStart];
     if (cur) list.setAttribute("aria-activedescendant", cur.id);
+    else list.removeAttribute("aria-activedescendant");
     root.dataset.cursor = String(shown[cursor] ?? -1);
+  }
+
+  /** Scroll the list so that position `pos` is in view. */
+  function reveal(pos: number): void {
+    const viewport = list.clientHeight || LIST_HEIGHT;
+    const top = pos * ROW_HEIGHT;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + ROW_HEIGHT > list.scrollTop + viewport) list.scrollTop = top + ROW_HEIGHT - viewport;
   }
 
   function moveTo(pos: number): void {
     cursor = pos;
-    showSelection();
-    rowEls[cursor]?.scrollIntoView?.({ block: "nearest" });
+    reveal(pos);
+    renderRows();
   }
 
   function choose(f: number): void {
     if (!Number.isInteger(f)) return;
     selected = f;
     const at = shown.indexOf(f);
-    if (at >= 0) cursor = at;
-    showSelection();
+    if (at >= 0) {
+      cursor = at;
+      reveal(at);
+      renderRows();
+    } else showSelection();
     request();
   }
 
@@ -470,8 +533,10 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
     const m = model.get("effect_mode");
     const what = m === "steer" ? `steered by ${signed(model.get("steer"), 2)}` : "ablated";
     effectTitle.textContent = `effect on the cohort when ${what}`;
-    effectText.textContent = `${flips} of ${n} predictions flip · Δ ${classes[cls] ?? cls}`;
+    const pending = model.get("effect_pending");
+    effectText.textContent = pending ? "computing the effect on the cohort…" : `${flips} of ${n} predictions flip · Δ ${classes[cls] ?? cls}`;
     effectText.dataset.flips = String(flips);
+    effectText.dataset.pending = pending ? "true" : "false";
     effectHist.replaceChildren();
     if (counts && edges) effectHist.append(histogram(counts, edges, `change of ${classes[cls] ?? cls}`, true));
     effectMean.replaceChildren(
@@ -518,6 +583,18 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
     showControls();
   }
 
+  function showProgress(): void {
+    const done = model.get("progress_done");
+    const total = model.get("progress_total");
+    const running = total > 0 && done < total;
+    progressRow.hidden = !running;
+    progress.max = Math.max(1, total);
+    progress.value = Math.min(done, total);
+    const what = model.get("progress_what") || "computing";
+    progressText.textContent = running ? `${what}: ${done} of ${total}` : "";
+    root.dataset.progress = running ? `${done}/${total}` : "";
+  }
+
   function renderAll(): void {
     title.textContent = `FeatureDashboard · site ${model.get("site")} · ${model.get("feature_names").length} latents`;
     const err = model.get("error");
@@ -534,8 +611,11 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
   // ---- wiring
   // one call per applied update, with every key of it in place (lib/protocol.ts)
   function update(changed: ReadonlySet<keyof DashboardState>): void {
-    if (changed.has("feature_names") || changed.has("effect")) buildSortOptions();
-    if (changed.has("feature_names") || changed.has("effect") || changed.has("order")) buildList();
+    const progressKeys: ReadonlyArray<keyof DashboardState> = ["progress_done", "progress_total", "progress_what"];
+    if (progressKeys.some((k) => changed.has(k))) showProgress();
+    if ([...changed].every((k) => progressKeys.includes(k))) return; // sent mid-computation, ahead of its result
+    if (changed.has("feature_names") || changed.has("effect") || changed.has("effect_candidates")) buildSortOptions();
+    if (["feature_names", "effect", "order", "frequency", "sort_class"].some((k) => changed.has(k as keyof DashboardState))) buildList();
     if (changed.has("steer_max") || changed.has("lab_linked")) showControls();
     const state = conn.answer(co);
     if (state === "stale") return; // an answer to an older request of ours
@@ -546,6 +626,18 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
     renderAll();
   }
 
+  d.listen(list, "scroll", () => renderRows());
+  d.listen(search, "input", () => {
+    buildList();
+    list.scrollTop = 0;
+    renderRows();
+  });
+  d.listen(search, "keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    const f = shown[0];
+    if (f !== undefined) choose(f); // Enter takes the first match
+  });
   d.listen(list, "click", (ev) => {
     const row = (ev.target as HTMLElement).closest("[data-feature]") as HTMLElement | null;
     if (!row) return;
@@ -607,7 +699,10 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
   buildSortOptions();
   buildList();
   syncFromModel();
+  showProgress();
   renderAll();
+  // a large dashboard leaves the first latent's cohort effect to the view: ask for it now
+  if (model.get("effect_pending")) request();
   return () => d.dispose();
 }
 

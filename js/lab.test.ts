@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import lab, { type LabState } from "./lab";
-import { FakeModel as BaseFakeModel, permutations, queries, type Sent, wire } from "./testing/fake-model";
+import lab, { LAB_ROW_HEIGHT, type LabState, VIRTUAL_AT } from "./lab";
+import { OVERSCAN } from "./lib/virtual";
+import { FakeModel as BaseFakeModel, permutations, queries, type Sent, wire, wireI32 } from "./testing/fake-model";
 import { NEEDS_KERNEL } from "./lib/protocol";
 import { labState as baseState } from "./testing/lab-state";
 
@@ -71,9 +72,10 @@ describe("FeatureLab view", () => {
   test("every input and button carries data-lm-suppress-shortcuts", () => {
     mount();
     const controls = $$("input, button, select, textarea");
-    // prev, next, index, reset, channel select, map checkbox, record restore, feature order, the text box
-    // and its two buttons + a toggle, a name button and a slider per feature + one button per most-affected input
-    expect(controls.length).toBe(11 + 3 * 3 + 2);
+    // prev, next, index, reset, channel select, map checkbox, record restore, feature order, feature search,
+    // the text box and its two buttons + a toggle, a name button and a slider per feature + one button per
+    // most-affected input
+    expect(controls.length).toBe(12 + 3 * 3 + 2);
     for (const c of controls) expect(c.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
   });
 
@@ -194,6 +196,60 @@ describe("cohort view", () => {
     mount({ cohort_hist: null, cohort_edges: null, cohort_top: null, cohort_top_delta: null });
     expect((el.querySelector(".sw-cohort") as HTMLElement).hidden).toBe(true);
   });
+
+  test("says it is updating: the previous summary dimmed, then each partial with k/n, then the complete one", async () => {
+    mount({ cohort_done: 4, cohort_total: 4 });
+    const cohort = $(".sw-cohort");
+    const progress = $(".sw-cohort-progress");
+    const counts = (): number[] => $$(".sw-hist rect").map((r) => Number(r.getAttribute("data-count")));
+    expect(progress.hidden).toBe(true);
+    expect(cohort.classList.contains("sw-stale") || cohort.classList.contains("sw-partial")).toBe(false);
+    // an edit: the shown input's update carries cohort_done = 0; the old summary stays, dimmed
+    await model.update({ edited: wire([0.5, 0.5]), cohort_done: 0, rev: 2 });
+    expect(cohort.hidden).toBe(false);
+    expect(cohort.classList.contains("sw-stale")).toBe(true);
+    expect(progress.hidden).toBe(false);
+    expect(progress.textContent).toBe("updating 0/4");
+    expect(counts()).toEqual([1, 0, 3]);
+    // the first chunk's running summary, in its own message (no rev bump)
+    await model.update({ cohort_hist: wireI32([0, 2, 0]), cohort_flips: 1, cohort_top: wireI32([1]), cohort_done: 2 });
+    expect(cohort.classList.contains("sw-stale")).toBe(false);
+    expect(cohort.classList.contains("sw-partial")).toBe(true);
+    expect(progress.textContent).toBe("updating 2/4");
+    expect(cohort.dataset.done).toBe("2");
+    expect(counts()).toEqual([0, 2, 0]);
+    expect($(".sw-cohort h4").textContent).toBe("cohort: change of benign over the first 2 of 4 inputs");
+    expect($(".sw-cohort-text").textContent).toBe("1 of 2 predictions flip so far");
+    expect($(".sw-lab").dataset.rev).toBe("2");
+    await model.update({ cohort_hist: wireI32([1, 2, 1]), cohort_flips: 3, cohort_done: 4 });
+    expect(progress.hidden).toBe(true);
+    expect(cohort.classList.contains("sw-partial")).toBe(false);
+    expect($(".sw-cohort-text").textContent).toBe("3 of 4 predictions flip");
+    expect(model.sent).toHaveLength(0);
+  });
+
+  test("before the first partial of a new cohort there is only the progress", async () => {
+    mount({ cohort_hist: null, cohort_edges: null, cohort_top: null, cohort_top_delta: null, cohort_done: 0, cohort_total: 9 });
+    expect($(".sw-cohort").hidden).toBe(false);
+    expect($(".sw-cohort-progress").textContent).toBe("updating 0/9");
+    expect($$(".sw-hist rect")).toHaveLength(0);
+  });
+
+  test("a partial summary leaves a request in flight alone: the slider keeps the user's value", async () => {
+    mount({ cohort_done: 4, cohort_total: 4 });
+    slide(1, 2);
+    expect(model.sent).toHaveLength(1);
+    expect($(".sw-lab").classList.contains("sw-busy")).toBe(true);
+    await model.update({ cohort_done: 1, cohort_hist: wireI32([0, 1, 0]) });
+    expect($(".sw-lab").classList.contains("sw-busy")).toBe(true);
+    expect(sliders()[1].value).toBe("2");
+    expect($(".sw-cohort-progress").textContent).toBe("updating 1/4");
+    slide(1, 3); // still one request in flight: the new value waits
+    expect(model.sent).toHaveLength(1);
+    await respond(1, [0.2, 0.8], { steer: wire([0, 2, 0]), cohort_done: 0 });
+    expect(model.sent).toHaveLength(2); // the answer releases the waiting value
+    expect(steerOf(model.sent[1])).toEqual([0, 3, 0]);
+  });
 });
 
 describe("ground truth and selection", () => {
@@ -291,6 +347,104 @@ describe("feature order", () => {
     select.value = "index";
     select.dispatchEvent(new Event("change"));
     expect(order()).toEqual([0, 1, 2]);
+  });
+});
+
+describe("thousands of features (a 24,576-latent SAE)", () => {
+  const K = 24_576;
+  const big = (): Partial<LabState> => {
+    const acts = new Array<number>(K).fill(0);
+    acts[20_000] = 5;
+    acts[7] = -3;
+    return {
+      feature_names: Array.from({ length: K }, (_, i) => (i === 12_345 ? "glial marker" : `latent ${i}`)),
+      steer: wire(new Array<number>(K).fill(0)),
+      activations: wire(acts),
+    };
+  };
+  const shownRows = (): number[] => $$(".sw-feature").map((r) => Number(r.dataset.feature));
+  const most = Math.ceil(420 / LAB_ROW_HEIGHT) + 2 * OVERSCAN + 1;
+
+  test("only the rows in view are in the DOM; scrolling renders others; their controls edit their own feature", () => {
+    mount(big());
+    expect(K).toBeGreaterThan(VIRTUAL_AT);
+    const list = $(".sw-features");
+    expect(list.classList.contains("sw-virtual")).toBe(true);
+    expect($(".sw-fspacer").style.height).toBe(`${K * LAB_ROW_HEIGHT}px`);
+    expect(shownRows().length).toBeLessThanOrEqual(most);
+    expect(shownRows()[0]).toBe(0);
+    list.scrollTop = 10_000 * LAB_ROW_HEIGHT;
+    list.dispatchEvent(new Event("scroll"));
+    return new Promise<void>((done) =>
+      requestAnimationFrame(() => {
+        const rows = shownRows();
+        expect(rows.length).toBeLessThanOrEqual(most);
+        expect(Math.min(...rows)).toBe(10_000 - OVERSCAN);
+        const row = $$(".sw-feature").find((r) => r.dataset.feature === "10003") as HTMLElement;
+        expect(row.style.top).toBe(`${10_003 * LAB_ROW_HEIGHT}px`);
+        const slider = row.querySelector(".sw-slider") as HTMLInputElement;
+        slider.value = "2";
+        slider.dispatchEvent(new Event("input", { bubbles: true }));
+        const sent = model.sent[model.sent.length - 1];
+        const v = steerOf(sent);
+        expect(v).toHaveLength(K);
+        expect(v[10_003]).toBe(2);
+        expect(v.filter((x) => x !== 0)).toHaveLength(1);
+        done();
+      }),
+    );
+  });
+
+  test("search finds a feature by #index or by name; blank shows all again", () => {
+    mount(big());
+    const search = $<HTMLInputElement>(".sw-search");
+    search.value = "#20000";
+    search.dispatchEvent(new Event("input"));
+    expect(shownRows()).toEqual([20_000]);
+    expect($(".sw-list-info").textContent).toContain(`1 of ${K} features match`);
+    search.value = "GLIAL";
+    search.dispatchEvent(new Event("input"));
+    expect(shownRows()).toEqual([12_345]);
+    (($(".sw-feature") as HTMLElement).querySelector(".sw-toggle") as HTMLInputElement).click();
+    expect(model.sent[model.sent.length - 1].content.ablated).toEqual([12_345]);
+    search.value = "";
+    search.dispatchEvent(new Event("input"));
+    expect(shownRows()[0]).toBe(0);
+  });
+
+  test("most active first puts the active latents on top", () => {
+    mount(big());
+    const select = $<HTMLSelectElement>(".sw-order");
+    select.value = "activation";
+    select.dispatchEvent(new Event("change"));
+    expect(shownRows().slice(0, 2)).toEqual([20_000, 7]);
+  });
+
+  test("attribution asks Python for the order and shows the order it sends", async () => {
+    mount(big());
+    const select = $<HTMLSelectElement>(".sw-order");
+    select.value = "attribution";
+    select.dispatchEvent(new Event("change"));
+    const sent = model.sent[model.sent.length - 1].content;
+    expect(sent).toMatchObject({ type: "order", by: "attribution" });
+    expect($(".sw-list-info").textContent).toBe("computing attribution…");
+    const order = Array.from({ length: K }, (_, i) => K - 1 - i);
+    await model.update({ order_by: "attribution", feature_order: wireI32(order), order_target: 1, rev: 2 });
+    expect(shownRows().slice(0, 3)).toEqual([K - 1, K - 2, K - 3]);
+    expect($(".sw-list-info").textContent).toContain("ordered by attribution to malignant");
+    select.value = "index";
+    select.dispatchEvent(new Event("change"));
+    expect(model.sent[model.sent.length - 1].content).toMatchObject({ type: "order", by: "index" });
+    expect(shownRows()[0]).toBe(0);
+  });
+
+  test("a small list filters in place (every row stays; non-matching ones are hidden)", () => {
+    mount();
+    const search = $<HTMLInputElement>(".sw-search");
+    search.value = "amm";
+    search.dispatchEvent(new Event("input"));
+    expect($$(".sw-feature").filter((r) => !r.hidden).map((r) => r.dataset.feature)).toEqual(["2"]);
+    expect($$(".sw-feature")).toHaveLength(3);
   });
 });
 

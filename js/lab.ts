@@ -8,6 +8,7 @@ import { decodeArray, type WireArray } from "./lib/codec";
 import { Coalescer } from "./lib/coalesce";
 import { control, Disposer, factorRows, h, signed, tokenStrip } from "./lib/dom";
 import { connect, type KeyTable } from "./lib/protocol";
+import { filterLatents, OVERSCAN, visibleRange } from "./lib/virtual";
 import { s, svgRoot } from "./lib/svg";
 import "./lib/theme.css";
 import "./lab.css";
@@ -51,6 +52,20 @@ export interface LabState {
   cohort_flips: number;
   cohort_top: WireArray | null;
   cohort_top_delta: WireArray | null;
+  /**
+   * Rows the cohort summary covers for the current controls (`cohort_total` once complete; 0: the
+   * summary still belongs to the previous controls). Optional: states saved before the cohort became
+   * progressive (HTML snapshots) have neither key and read as complete.
+   */
+  cohort_done?: number;
+  /** Rows in the cohort (0: no cohort view). */
+  cohort_total?: number;
+  /** List order: "index", "activation" (on the shown input) or "attribution" (to the shown prediction). */
+  order_by?: string;
+  /** Feature indices in attribution order, computed by Python for `order_by === "attribution"`. */
+  feature_order?: WireArray | null;
+  /** The class the attribution order was computed for (-1: none). */
+  order_target?: number;
   error: string;
   rev: number;
   seq: number;
@@ -65,8 +80,20 @@ const KEYS: KeyTable<LabState> = {
   generated_edited: true, text_input: true, text_edited: true, gallery: true, gallery_indices: true, factor_names: true,
   record_names: true, record_units: true, record_levels: true, record: true, record_edited: true, gt_corr: true,
   cohort_class: true, cohort_hist: true, cohort_edges: true, cohort_flips: true, cohort_top: true,
-  cohort_top_delta: true, error: true, rev: true, seq: true, origin: true,
+  cohort_top_delta: true, cohort_done: true, cohort_total: true, order_by: true, feature_order: true, order_target: true, error: true, rev: true, seq: true, origin: true,
 };
+
+/** Lists longer than this render only the rows in view. */
+export const VIRTUAL_AT = 200;
+/** Row height of a virtual feature list, in pixels. */
+export const LAB_ROW_HEIGHT = 24;
+/** Height a virtual list is drawn at before the page lays it out (CSS `max-height` of `.sw-features`). */
+const LIST_HEIGHT = 420;
+
+/** Keys that only the cohort summary's own messages change (each partial summary is one such message). */
+const COHORT_KEYS = new Set<string>([
+  "cohort_hist", "cohort_edges", "cohort_flips", "cohort_top", "cohort_top_delta", "cohort_done", "cohort_total",
+]);
 
 interface Controls {
   index: number;
@@ -116,8 +143,10 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
   const cohortTitle = h("h4", {}, "cohort");
   const cohortHist = h("div", { class: "sw-hist" });
   const cohortText = h("div", { class: "sw-cohort-text" });
+  // the cohort follows the shown input in chunks: "updating k/n" until its summary is complete
+  const cohortProgress = h("div", { class: "sw-cohort-progress", role: "status", "aria-live": "polite" });
   const cohortTop = h("div", { class: "sw-top", role: "list", "aria-label": "most affected inputs" });
-  const cohort = h("div", { class: "sw-cohort" }, undefined, [cohortTitle, cohortText, cohortHist, cohortTop]);
+  const cohort = h("div", { class: "sw-cohort" }, undefined, [cohortTitle, cohortProgress, cohortText, cohortHist, cohortTop]);
   // image inputs: the shown image (composite or one channel) with the selected feature's map on top
   const canvas = h("canvas", { class: "sw-image", width: 128, height: 128, "aria-label": "input image" });
   const channel = control(h("select", { class: "sw-channel", "aria-label": "image channel" }));
@@ -161,8 +190,14 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
     h("select", { class: "sw-order", "aria-label": "order features" }, undefined, [
       h("option", { value: "index" }, "by index"),
       h("option", { value: "activation" }, "most active here first"),
+      h("option", { value: "attribution" }, "attribution to the prediction"),
     ]),
   );
+  // find a feature among thousands: "#123" (that index), "123" (index, then names), or part of a name
+  const search = control(
+    h("input", { class: "sw-search", type: "search", placeholder: "find: index or name", "aria-label": "find features by index or name" }),
+  );
+  const listInfo = h("div", { class: "sw-list-info", "aria-live": "polite" });
   const status = h("span", { class: "sw-status", "aria-live": "polite" });
   root.append(
     header,
@@ -172,7 +207,8 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
       tokenPanel,
       h("section", { class: "sw-pred-panel" }, undefined, [h("h4", {}, "prediction"), legend, preds, generate, recordPanel, cohort]),
       h("section", { class: "sw-feature-panel" }, undefined, [
-        h("div", { class: "sw-feature-head" }, undefined, [h("h4", {}, "features"), order]),
+        h("div", { class: "sw-feature-head" }, undefined, [h("h4", {}, "features"), search, order]),
+        listInfo,
         features,
         gtPanel,
       ]),
@@ -183,58 +219,167 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
   d.add(() => root.remove());
 
   // ---- features list
-  let rows: Array<{ toggle: HTMLInputElement; slider: HTMLInputElement; value: HTMLElement; bar: HTMLElement; row: HTMLElement }> = [];
-  const rowDisposer = new Disposer();
-  d.add(() => rowDisposer.dispose());
+  // Small lists render a row per feature. Past VIRTUAL_AT features (an SAE has tens of thousands) the list
+  // renders only the rows in view: `rowOf` holds the live rows, created on demand, positioned in a spacer.
+  type Row = { toggle: HTMLInputElement; slider: HTMLInputElement; value: HTMLElement; bar: HTMLElement; row: HTMLElement };
+  const rowOf = new Map<number, Row>();
+  const spacer = h("div", { class: "sw-fspacer", style: "position:relative" });
+  let virtual = false;
+  let view: number[] = []; // the features in list order that match the search
+  let acts: ArrayLike<number> | null = null; // clean coordinates of the shown input
+  let amax = 1e-9;
+  let disposed = false; // row listeners are the rows' own (not the disposer's): they check this
+  d.add(() => {
+    disposed = true;
+  });
+
+  function makeRow(i: number): Row {
+    const names = model.get("feature_names");
+    const name = names[i] ?? String(i);
+    const max = model.get("steer_max");
+    const toggle = control(h("input", { type: "checkbox", class: "sw-toggle", "aria-label": `${name} on` }));
+    const slider = control(
+      h("input", { type: "range", class: "sw-slider", min: -max, max, step: max / 50, value: 0, "aria-label": `steer ${name}` }),
+    );
+    const value = h("span", { class: "sw-steer-value" });
+    const bar = h("span", { class: "sw-act-bar" });
+    const row = h("div", { class: "sw-feature", role: "listitem", "data-feature": i }, undefined, [
+      toggle,
+      control(h("button", { type: "button", class: "sw-feature-name", title: `select ${name}`, "data-select": i }, name)),
+      h("span", { class: "sw-act" }, undefined, [bar]),
+      slider,
+      value,
+    ]);
+    // the listeners go with the row (a virtual row that scrolls out of view is dropped whole)
+    toggle.addEventListener("change", () => {
+      if (disposed) return;
+      if (toggle.checked) ablated.delete(i);
+      else ablated.add(i);
+      row.classList.toggle("sw-off", !toggle.checked);
+      request();
+    });
+    slider.addEventListener("input", () => {
+      if (disposed) return;
+      steer[i] = Number(slider.value);
+      value.textContent = signed(steer[i], 2);
+      request();
+    });
+    slider.addEventListener("dblclick", () => {
+      if (disposed) return;
+      steer[i] = 0;
+      slider.value = "0";
+      value.textContent = signed(0, 2);
+      request();
+    });
+    const r = { toggle, slider, value, bar, row };
+    showRow(r, i);
+    showAct(r, i);
+    row.classList.toggle("sw-selected", i === model.get("selected"));
+    return r;
+  }
+
+  function showRow(r: Row, i: number): void {
+    r.toggle.checked = !ablated.has(i);
+    r.row.classList.toggle("sw-off", ablated.has(i));
+    if (document.activeElement !== r.slider || !co.busy) r.slider.value = String(steer[i] ?? 0);
+    r.value.textContent = signed(steer[i] ?? 0, 2);
+  }
+
+  function showAct(r: Row, i: number): void {
+    if (!acts) return;
+    const a = acts[i] ?? 0;
+    r.bar.style.width = `${((Math.abs(a) / amax) * 100).toFixed(1)}%`;
+    r.bar.classList.toggle("sw-neg", a < 0);
+    r.bar.parentElement?.setAttribute("title", `activation ${a.toFixed(3)}`);
+  }
 
   function buildFeatures(): void {
-    rowDisposer.dispose();
-    features.replaceChildren();
+    rowOf.clear();
+    const n = model.get("feature_names").length;
+    virtual = n > VIRTUAL_AT;
+    features.classList.toggle("sw-virtual", virtual);
+    spacer.replaceChildren();
+    features.replaceChildren(...(virtual ? [spacer] : []));
+    if (steer.length !== n) steer = new Float32Array(n);
+    orderedFor = "";
+    orderFeatures();
+  }
+
+  /** The list order (before the search): by index, by |activation| on the shown input, or Python's attribution order. */
+  function listOrder(): number[] {
+    const n = model.get("feature_names").length;
+    const idx = Array.from({ length: n }, (_, i) => i);
+    if (order.value === "activation" && acts) {
+      const a = acts;
+      idx.sort((x, y) => Math.abs(a[y] ?? 0) - Math.abs(a[x] ?? 0) || x - y);
+    } else if (order.value === "attribution") {
+      const fo = decodeArray(model.get("feature_order") ?? null);
+      if (fo && fo.length === n && model.get("order_by") === "attribution") return Array.from(fo);
+    }
+    return idx;
+  }
+
+  let orderedFor = "";
+  /** Re-order and re-filter the list when the order, the shown input, the attribution or the search changes;
+   * edits never move rows. */
+  function orderFeatures(force = false): void {
+    const fo = model.get("feature_order") ?? null;
+    const key = `${order.value}|${model.get("index")}|${model.get("feature_names").length}|${search.value}|${model.get("order_by")}|${fo ? (decodeArray(fo)?.[0] ?? "") : ""}`;
+    if (!force && key === orderedFor) return;
+    orderedFor = key;
     const names = model.get("feature_names");
-    const max = model.get("steer_max");
-    rows = names.map((name, i) => {
-      const toggle = control(h("input", { type: "checkbox", class: "sw-toggle", "aria-label": `${name} on` }));
-      const slider = control(
-        h("input", {
-          type: "range",
-          class: "sw-slider",
-          min: -max,
-          max,
-          step: max / 50,
-          value: 0,
-          "aria-label": `steer ${name}`,
-        }),
-      );
-      const value = h("span", { class: "sw-steer-value" });
-      const bar = h("span", { class: "sw-act-bar" });
-      const row = h("div", { class: "sw-feature", role: "listitem", "data-feature": i }, undefined, [
-        toggle,
-        control(h("button", { type: "button", class: "sw-feature-name", title: `select ${name}`, "data-select": i }, name)),
-        h("span", { class: "sw-act" }, undefined, [bar]),
-        slider,
-        value,
-      ]);
-      rowDisposer.listen(toggle, "change", () => {
-        if (toggle.checked) ablated.delete(i);
-        else ablated.add(i);
-        row.classList.toggle("sw-off", !toggle.checked);
-        request();
-      });
-      rowDisposer.listen(slider, "input", () => {
-        steer[i] = Number(slider.value);
-        value.textContent = signed(steer[i], 2);
-        request();
-      });
-      rowDisposer.listen(slider, "dblclick", () => {
-        steer[i] = 0;
-        slider.value = "0";
-        value.textContent = signed(0, 2);
-        request();
-      });
-      features.appendChild(row);
-      return { toggle, slider, value, bar, row };
-    });
-    if (steer.length !== names.length) steer = new Float32Array(names.length);
+    view = filterLatents(listOrder(), names, search.value);
+    const n = names.length;
+    const target = model.get("order_target") ?? -1;
+    const by =
+      order.value === "attribution" && model.get("order_by") === "attribution" && target >= 0
+        ? `, ordered by attribution to ${model.get("class_names")[target] ?? target}`
+        : "";
+    listInfo.textContent =
+      order.value === "attribution" && model.get("order_by") !== "attribution"
+        ? "computing attribution…"
+        : search.value.trim() !== ""
+          ? `${view.length} of ${n} features match${by}`
+          : virtual || by
+            ? `${n} features${by}`
+            : "";
+    if (virtual) {
+      spacer.style.height = `${view.length * LAB_ROW_HEIGHT}px`;
+      features.scrollTop = 0;
+      for (const r of rowOf.values()) r.row.remove();
+      rowOf.clear();
+      renderRows();
+      return;
+    }
+    for (let i = 0; i < n; i++) if (!rowOf.has(i)) rowOf.set(i, makeRow(i));
+    const shown = new Set(view);
+    rowOf.forEach((r, i) => (r.row.hidden = !shown.has(i)));
+    features.append(...view.map((i) => (rowOf.get(i) as Row).row), ...[...rowOf.keys()].filter((i) => !shown.has(i)).map((i) => (rowOf.get(i) as Row).row));
+  }
+
+  /** Virtual list: render the rows in view (plus overscan), reusing the ones already there. */
+  function renderRows(): void {
+    if (!virtual) return;
+    const viewport = features.clientHeight || LIST_HEIGHT;
+    const [start, end] = visibleRange(features.scrollTop, viewport, view.length, LAB_ROW_HEIGHT, OVERSCAN);
+    const want = new Set(view.slice(start, end));
+    for (const [i, r] of rowOf) {
+      if (!want.has(i)) {
+        r.row.remove();
+        rowOf.delete(i);
+      }
+    }
+    for (let pos = start; pos < end; pos++) {
+      const i = view[pos];
+      let r = rowOf.get(i);
+      if (!r) {
+        r = makeRow(i);
+        rowOf.set(i, r);
+        spacer.appendChild(r.row);
+      }
+      r.row.dataset.pos = String(pos);
+      r.row.style.cssText = `position:absolute;left:0;right:0;top:${pos * LAB_ROW_HEIGHT}px;height:${LAB_ROW_HEIGHT}px;box-sizing:border-box`;
+    }
   }
 
   function showControls(): void {
@@ -242,18 +387,13 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
     indexInput.max = String(Math.max(0, model.get("n_inputs") - 1));
     prev.disabled = index <= 0;
     next.disabled = index >= model.get("n_inputs") - 1;
-    rows.forEach((r, i) => {
-      r.toggle.checked = !ablated.has(i);
-      r.row.classList.toggle("sw-off", ablated.has(i));
-      if (document.activeElement !== r.slider || !co.busy) r.slider.value = String(steer[i] ?? 0);
-      r.value.textContent = signed(steer[i] ?? 0, 2);
-    });
+    rowOf.forEach((r, i) => showRow(r, i));
   }
 
   function syncFromModel(): void {
     index = model.get("index");
     ablated = new Set<number>(model.get("ablated"));
-    steer = Float32Array.from(decodeArray(model.get("steer")) ?? new Float32Array(rows.length));
+    steer = Float32Array.from(decodeArray(model.get("steer")) ?? new Float32Array(model.get("feature_names").length));
     showControls();
   }
 
@@ -267,18 +407,6 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
     genBase.textContent = b;
     genEdit.replaceChildren(h("span", {}, e.slice(0, k)), h("span", { class: "sw-diverged" }, e.slice(k)));
     generate.dataset.diverge = b === e ? "" : String(k);
-  }
-
-  let orderedFor = "";
-  /** Reorder the rows (moved, not rebuilt) when the order or the shown input changes; edits never move them. */
-  function orderFeatures(force = false): void {
-    const key = `${order.value}|${model.get("index")}|${rows.length}`;
-    if (!force && key === orderedFor) return;
-    orderedFor = key;
-    const acts = decodeArray(model.get("activations"));
-    const idx = rows.map((_, i) => i);
-    if (order.value === "activation" && acts) idx.sort((a, b) => Math.abs(acts[b] ?? 0) - Math.abs(acts[a] ?? 0) || a - b);
-    features.append(...idx.map((i) => rows[i].row));
   }
 
   function renderResults(): void {
@@ -316,15 +444,11 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
         return row;
       }),
     );
-    const acts = decodeArray(model.get("activations"));
+    acts = decodeArray(model.get("activations"));
     if (acts) {
-      const amax = Math.max(1e-9, ...Array.from(acts, Math.abs));
-      rows.forEach((r, i) => {
-        const a = acts[i] ?? 0;
-        r.bar.style.width = `${((Math.abs(a) / amax) * 100).toFixed(1)}%`;
-        r.bar.classList.toggle("sw-neg", a < 0);
-        r.bar.parentElement?.setAttribute("title", `activation ${a.toFixed(3)}`);
-      });
+      amax = 1e-9;
+      for (let i = 0; i < acts.length; i++) amax = Math.max(amax, Math.abs(acts[i]));
+      rowOf.forEach((r, i) => showAct(r, i));
     }
     orderFeatures();
     renderGenerated();
@@ -341,20 +465,45 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
     root.dataset.rev = String(model.get("rev"));
   }
 
+  /**
+   * The cohort panel. Python sends the summary progressively: with each update of the shown input
+   * `cohort_done` drops to 0 (the panel keeps the previous summary, dimmed: it belongs to the previous
+   * controls), then each chunk's running summary arrives (exact for the rows it covers: shown as is,
+   * with "updating k/n"), until `cohort_done` reaches `cohort_total`.
+   */
   function renderCohort(): void {
     const hist = decodeArray(model.get("cohort_hist"));
     const edges = decodeArray(model.get("cohort_edges"));
     const top = decodeArray(model.get("cohort_top"));
     const topDelta = decodeArray(model.get("cohort_top_delta"));
-    cohort.hidden = !hist || !edges || hist.length === 0;
-    if (!hist || !edges || hist.length === 0) return;
+    const has = !!hist && !!edges && hist.length > 0;
+    const rows = has ? Array.from(hist).reduce((a, b) => a + b, 0) : 0;
+    const total = model.get("cohort_total") ?? rows;
+    const done = model.get("cohort_done") ?? total;
+    const updating = total > 0 && done < total;
+    cohort.hidden = !has && !updating;
+    cohort.dataset.done = String(done);
+    cohort.dataset.total = String(total);
+    cohort.classList.toggle("sw-stale", updating && done === 0);
+    cohort.classList.toggle("sw-partial", updating && done > 0);
+    cohortProgress.hidden = !updating;
+    cohortProgress.textContent = updating ? `updating ${done}/${total}` : "";
+    if (!hist || !edges || !has) {
+      cohortTitle.textContent = "cohort";
+      cohortText.textContent = "";
+      cohortHist.replaceChildren();
+      cohortTop.replaceChildren();
+      return;
+    }
     const names = model.get("class_names");
     const cls = names[model.get("cohort_class")] ?? String(model.get("cohort_class"));
-    const total = Array.from(hist).reduce((a, b) => a + b, 0);
     const flips = model.get("cohort_flips");
     cohort.dataset.flips = String(flips);
-    cohortTitle.textContent = `cohort: change of ${cls} over ${total} inputs`;
-    cohortText.textContent = `${flips} of ${total} predictions flip`;
+    const partial = updating && done > 0;
+    cohortTitle.textContent = partial
+      ? `cohort: change of ${cls} over the first ${rows} of ${total} inputs`
+      : `cohort: change of ${cls} over ${rows} inputs`;
+    cohortText.textContent = `${flips} of ${rows} predictions flip${partial ? " so far" : ""}`;
     const W = 240;
     const H = 60;
     const svg = svgRoot(W, H + 12, `histogram of the change of ${cls}`);
@@ -531,7 +680,7 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
     const names = model.get("factor_names");
     const r = decodeArray(model.get("gt_corr"));
     const sel = model.get("selected");
-    rows.forEach((row, i) => row.row.classList.toggle("sw-selected", i === sel));
+    rowOf.forEach((row, i) => row.row.classList.toggle("sw-selected", i === sel));
     gtPanel.hidden = names.length === 0;
     if (names.length === 0) return;
     const fname = model.get("feature_names")[sel];
@@ -548,13 +697,21 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
   // requests carry this view's id; one-off messages (select, record) are answered like changes made from
   // Python, so their responses are never mistaken for stale ones.
   function update(changed: ReadonlySet<keyof LabState>): void {
+    if ([...changed].every((k) => COHORT_KEYS.has(k))) {
+      renderCohort(); // a partial cohort summary: nothing else changed, the request state stays as it is
+      return;
+    }
     if (changed.has("feature_names")) {
       buildFeatures();
       syncFromModel();
     }
+    if (changed.has("order_by")) {
+      const ob = model.get("order_by") ?? "index";
+      if (Array.from(order.options).some((o) => o.value === ob)) order.value = ob;
+    }
     if (changed.has("steer_max")) {
       const max = model.get("steer_max");
-      for (const r of rows) {
+      for (const r of rowOf.values()) {
         r.slider.min = String(-max);
         r.slider.max = String(max);
         r.slider.step = String(max / 50);
@@ -602,7 +759,25 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
   });
   d.listen(recordReset, "click", () => conn.send({ type: "record", seq: 0, origin: "", reset: true }));
   d.listen(overlay, "change", renderImage);
-  d.listen(order, "change", () => orderFeatures(true));
+  d.listen(order, "change", () => {
+    // attribution needs the model's gradient: Python computes the order (feature_order) and sends it back
+    if (order.value === "attribution" && model.get("order_by") !== "attribution") {
+      conn.send({ type: "order", seq: 0, origin: "", by: "attribution" });
+    } else if (order.value !== "attribution" && model.get("order_by") === "attribution") {
+      conn.send({ type: "order", seq: 0, origin: "", by: order.value });
+    }
+    orderFeatures(true);
+  });
+  d.listen(search, "input", () => orderFeatures(true));
+  let scrollFrame = 0;
+  d.listen(features, "scroll", () => {
+    if (!virtual || scrollFrame) return;
+    scrollFrame = requestAnimationFrame(() => {
+      scrollFrame = 0;
+      renderRows();
+    });
+  });
+  d.add(() => cancelAnimationFrame(scrollFrame));
   const sendText = (): void => {
     if (textBox.value !== "") conn.send({ type: "text", seq: 0, origin: "", text: textBox.value });
   };

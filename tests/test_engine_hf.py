@@ -122,8 +122,11 @@ def test_dashboard_on_a_language_model_measures_next_token_effects(gpt2):
     ids = torch.randint(0, 50, (8, 6), generator=torch.Generator().manual_seed(4))
     with sw.Lens(gpt2) as lens:
         dash = sw.FeatureDashboard(lens, "transformer.h.0", ReLUSAE(32, 16, seed=0), ids, effect_sample=8)
-        assert len(dash.class_names) == 50 and dash.effect.shape == (16, 50)
-        assert dash.error == "" and np.isfinite(dash.effect).all()
+        assert len(dash.class_names) == 50 and dash.effect is None  # the effect column is computed on demand
+        dash.sort("effect")
+        live = np.asarray(dash.frequency) > 0
+        assert dash.effect.shape == (16, 50) and live.any()
+        assert dash.error == "" and np.isfinite(dash.effect[live]).all() and np.abs(dash.effect[live]).sum() > 0
         lab = dash.open_in_lab()
         assert len(lab.class_names) == 50 and lab.error == ""
 

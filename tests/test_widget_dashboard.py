@@ -115,8 +115,13 @@ def test_effects_match_the_engine(dash, cancer, sae):
     _, data = cancer
     lens = dash.lens
     f = int(dash.order[0])
-    # the list's effect column: mean change per class when ablated, over every input (569 <= 1000)
-    assert dash.effect_inputs == 569
+    # the list's effect column: computed on demand (the first sort by effect), then kept;
+    # the mean change per class when ablated, over every input (569 <= 1000)
+    assert dash.effect is None and dash.effect_inputs == 569 and dash.effect_candidates == 48
+    dash.sort("effect", 0)
+    assert dash.progress_what == "effects" and dash.progress_done == dash.progress_total == 48 - dash.n_dead
+    dash.sort("frequency")
+    f = int(dash.order[0])
     ref = direct_delta(lens, data.X, sw.Ablate([f]), sae)
     np.testing.assert_allclose(dash.effect[f], ref.mean(0), atol=2e-6)
     np.testing.assert_allclose(dash.effects(f), ref, atol=2e-6)
@@ -292,8 +297,7 @@ def test_fx_trace_declared_split_and_sweep_give_the_same_effects(neurons):
     sae = ReLUSAE(64, 32, seed=4)
     lens = sw.Lens(model)
     try:
-        traced = sw.FeatureDashboard(lens, "conv.block3", sae, world, effect_sample=40)
-        assert traced._stats["tail"] is not None  # the zoo CNN traces with torch.fx: resumed tails
+        traced = sw.FeatureDashboard(lens, "conv.block3", sae, world, effect_sample=40, sort_by="effect")
         f = int(traced.order[0])
         traced_steer = traced.effects(f, "steer", 2.0)
     finally:
@@ -301,12 +305,12 @@ def test_fx_trace_declared_split_and_sweep_give_the_same_effects(neurons):
     wrapped = _Untraceable(model)
     lens = sw.Lens(wrapped)
     try:
-        slow = sw.FeatureDashboard(lens, "m.conv.block3", sae, world, effect_sample=40)
-        assert slow._stats["tail"] is None  # untraceable: lens.sweep over whole forwards
+        slow = sw.FeatureDashboard(lens, "m.conv.block3", sae, world, effect_sample=40, sort_by="effect")
         m = wrapped.m
         lens.declare_split("m.conv.block3", lambda h: m.disease_head(m.bottleneck(m.fc(m.flatten(h)))))
-        fast = sw.FeatureDashboard(lens, "m.conv.block3", sae, world, effect_sample=40)
-        assert fast._stats["tail"] is not None
+        fast = sw.FeatureDashboard(lens, "m.conv.block3", sae, world, effect_sample=40, sort_by="effect")
+        # the dashboard holds no resume machinery of its own: the engine's sweeps give the same effects
+        assert not hasattr(fast, "_tail_program") and not hasattr(fast, "_run_edits")
         np.testing.assert_allclose(fast.effect, slow.effect, atol=1e-5)
         np.testing.assert_allclose(traced.effect, slow.effect, atol=1e-5)
         np.testing.assert_allclose(fast.effects(f, "steer", 2.0), slow.effects(f, "steer", 2.0), atol=1e-5)

@@ -151,10 +151,11 @@ def test_rebuilding_widget_replaces_not_stacks(zoo):
     lens = sw.Lens(model)
     for _ in range(4):
         w = sw.FeatureLab(lens, inputs=data, site="hidden")
+    w.wait()  # a cohort chunk in flight holds temporary preemption hooks
     assert len(lens.edits) == 2
     assert hook_count(model) == 1
     lens2 = sw.Lens(model)  # re-running the whole cell: a new lens replaces the old one's hooks
-    sw.FeatureLab(lens2, inputs=data, site="hidden")
+    sw.FeatureLab(lens2, inputs=data, site="hidden").wait()
     assert hook_count(model) == 1
     lens2.close()
     assert hook_count(model) == 0
@@ -212,6 +213,8 @@ def test_bad_constructor_arguments(zoo):
 def test_cohort_summaries(lab, zoo):
     model, data = zoo
     lab.ablated = [13]
+    assert lab.wait(timeout=60)
+    assert (lab.cohort_done, lab.cohort_total) == (569, 569)
     with torch.no_grad():
         h = torch.relu(F.linear(data.X, model.inp.weight, model.inp.bias))
         base = torch.softmax(F.linear(h, model.out.weight, model.out.bias), 1).numpy()
@@ -225,6 +228,7 @@ def test_cohort_summaries(lab, zoo):
     np.testing.assert_allclose(lab.cohort_top_delta, delta[lab.cohort_top], atol=1e-5)
     assert 38 in lab.cohort_top.tolist()  # the shown patient is among the most affected
     lab.ablated = []
+    lab.wait()
     assert lab.cohort_flips == 0 and lab.cohort_hist.max() == 569
 
 
@@ -234,7 +238,7 @@ def test_cohort_class_checked(zoo):
     with pytest.raises(ValueError, match="cohort_class 5 is out of range; the model has 2 outputs"):
         sw.FeatureLab(lens, inputs=data, site="hidden", cohort_class=5)
     w = sw.FeatureLab(lens, inputs=data, site="hidden", cohort_top=0)
-    assert w.cohort_hist is None
+    assert w.wait(timeout=0) and w.cohort_hist is None and (w.cohort_done, w.cohort_total) == (0, 0)
     lens.close()
 
 
@@ -379,3 +383,35 @@ def test_sae_trained_at_another_width_is_refused_even_when_its_latent_count_matc
         with pytest.raises(ValueError, match=r"site has 16 features \(the SAE was trained on activations of width 8\)"):
             sw.FeatureDashboard(lens, "hidden", sae, data)
         assert lens.edits == []
+
+
+def test_order_by_attribution_follows_the_shown_input_not_its_edits(lab, zoo):
+    model, data = zoo
+    from superwidgets.analysis.rank import rank_features
+
+    assert lab.order_by == "index" and lab.feature_order is None
+    lab.ablated = [3]  # edits on: the attribution ranks the clean model all the same
+    lab.order_features("attribution")
+    x = data.X[38:39]
+    want = rank_features(lab.lens, x, "hidden", by="attribution")
+    assert lab.order_by == "attribution" and lab.order_target == want.target == int(np.argmax(lab.baseline))
+    np.testing.assert_array_equal(lab.feature_order, want.order)
+    assert sorted(lab.feature_order.tolist()) == list(range(16))
+    # the exact ablation effects of the top 16 (all of them here) order the list: check the first by hand
+    first = int(lab.feature_order[0])
+    effect = expected(model, x, ablated=[first])[want.target] - expected(model, x)[want.target]
+    assert abs(effect) == pytest.approx(np.nanmax(np.abs(want.effects)), abs=1e-5)
+    before = lab.feature_order.copy()
+    lab.steer = np.eye(16, dtype=np.float32)[first]  # an edit does not re-rank
+    np.testing.assert_array_equal(lab.feature_order, before)
+    lab.index = 5  # another input: re-ranked for it
+    np.testing.assert_array_equal(lab.feature_order, rank_features(lab.lens, data.X[5:6], "hidden", by="attribution").order)
+    # the view's menu sends the same message; a bad order shows in the error area and changes nothing
+    lab._dispatch(lab, {"type": "order", "seq": 0, "origin": "", "by": "sideways"}, [])
+    assert "order must be" in lab.error and lab.order_by == "attribution"
+    lab._dispatch(lab, {"type": "order", "seq": 0, "origin": "", "by": "activation"}, [])
+    assert lab.error == "" and lab.order_by == "activation" and lab.feature_order is None
+    with pytest.raises(ValueError, match="order must be"):
+        lab.order_features("sideways")
+    lab.order_by = "attribution"  # setting the trait from Python computes the order too
+    assert lab.feature_order is not None and lab.order_target >= 0

@@ -134,6 +134,7 @@ def test_to_html_leaves_the_live_widgets_state_and_error_area_alone(tmp_path):
             lab.index = 100000  # a bad input: the error area says so, the last good state stays
         error = lab.error
         assert "out of range" in error
+        assert lab.wait(60)  # the cohort of the last good controls is complete (it follows in a thread)
         before = _synced(lab)
         sent: list = []
         send = lab.comm.send

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,10 @@ import torch
 import traitlets
 from torch import nn
 
+from ..analysis.latents import MODES as _MODES
+from ..analysis.latents import LatentStats
 from ..data.inputs import as_inputs as _inputs
-from ..engine import SAE, Ablate, Lens, Steer
+from ..engine import SAE, Lens
 from ._shared import (
     _corr,
     _ground_truth,
@@ -30,23 +31,31 @@ __all__ = ["FeatureDashboard"]
 
 _READOUTS = ("softmax", "sigmoid", "identity")
 _SORTS = ("frequency", "max_activation", "effect", "index")
-_MODES = ("ablate", "steer")
-_ACTS_BUDGET = 64_000_000  # most site activation values (float32: 256 MB) kept for resumed effect runs
-_TAIL_ROWS = 4096  # rows per resumed run
+#: Largest (parameters × inputs × positions) for which the constructor computes the first latent's cohort
+#: effect itself (about 20 GFLOP); past it the effect follows when the view asks (``effect_pending``).
+_CHEAP_EFFECT = 20_000_000_000
+#: Chunks a build streams before a constructor shows a progress bar (tqdm; a view gets the progress traits).
+_BAR_AFTER = 3
 
 
 class FeatureDashboard(WidgetBase):
     """Browse the latents of a sparse autoencoder at one site of a model.
 
-    Everything is computed in Python; only summaries and the top examples
-    travel to the browser (as binary arrays). The SAE's codes for every input
-    are computed once (in chunks) when the dashboard is built; per-feature
-    effects are computed on first use and cached.
+    The numbers come from a :class:`superwidgets.analysis.LatentStats` (``dash.stats``), which
+    a script can use on its own: it streams through the inputs in chunks when the dashboard
+    is built (a progress bar past a few chunks) and keeps only the SAE's positive codes,
+    sparse, never a dense (positions × latents) array; per-latent effects are computed on
+    first use and cached. Only summaries and the top examples travel to the browser (as
+    binary arrays), and the view renders only the visible rows of the list, so SAEs with
+    tens of thousands of latents browse smoothly.
 
     * **Feature list**, sortable by frequency (fraction of inputs where the
-      latent is > 0), maximum activation, the effect of ablating the latent on
-      each class (mean change of the class's probability over a sample of the
-      cohort, the SAE's reconstruction error kept) or index. Dead latents
+      latent is > 0; the default), maximum activation, index, or the effect of
+      ablating the latent on each class (mean change of the class's readout over
+      a sample of the cohort, the SAE's reconstruction error kept). The effect
+      column is computed when first sorted by, in batched sweeps, for the
+      ``effect_candidates`` most frequent latents only (default 256; the rest
+      show no value and sort last). Searchable by index or name. Dead latents
       (never active) are flagged.
     * **Selected feature**: a histogram of its activations (over the inputs
       where it is active), its top-activating inputs (images: thumbnails with
@@ -96,7 +105,10 @@ class FeatureDashboard(WidgetBase):
         Class whose change the selected feature's effect histogram shows.
     effect_sample : int
         Inputs (a fixed random subset when the cohort is larger) over which the
-        list's effect column is computed, in one batched sweep; 0 switches it off.
+        list's effect column is computed; 0 switches it off.
+    effect_candidates : int
+        How many latents (the most frequent) the effect column is computed for when the
+        list is first sorted by effect; 0 switches it off.
     top_k : int
         Number of top-activating inputs shown.
     fields : int
@@ -113,7 +125,17 @@ class FeatureDashboard(WidgetBase):
         highlighting each token (at a sequence site ``(n, positions, d)``), and a FeatureLab opened
         from here gets them too.
     chunk : int
-        Inputs per forward pass while precomputing codes.
+        Most inputs per forward pass while building the statistics (fewer when one
+        input's output is large, e.g. a language model's full-vocabulary logits).
+    progress : bool
+        Show a progress bar (tqdm) while the constructor builds the statistics, when the
+        build takes more than a few chunks. A displayed dashboard rebuilding (:meth:`set_sae`)
+        or computing its effect column publishes ``progress_done``/``progress_total`` instead.
+    effect_on_build : bool, optional
+        Compute the first latent's cohort effect in the constructor. Default: only when it is
+        cheap (parameters × inputs × positions ≤ 2·10¹⁰); otherwise ``effect_pending`` is set and
+        the effect follows when a view is shown (or on :meth:`set_effect`/:meth:`select`), so a
+        large dashboard builds in about the time of its statistics.
 
     Examples
     --------
@@ -151,10 +173,25 @@ class FeatureDashboard(WidgetBase):
 
     effect = Array()
     """ndarray float32 (L, C): Mean change of each class's readout when the latent is ablated (error term
-    kept), over ``effect_sample`` inputs; ``None`` when switched off. Dead latents: 0."""
+    kept), over ``effect_inputs`` inputs, for the ``effect_candidates`` most frequent latents (NaN for the
+    others; dead latents: 0); ``None`` until the list is first sorted by effect, or when switched off."""
 
     effect_inputs = traitlets.Int(0).tag(sync=True)
     """int: Number of inputs the ``effect`` column averages over (0 = column off). Default 0."""
+
+    effect_candidates = traitlets.Int(0).tag(sync=True)
+    """int: Number of latents (the most frequent) the ``effect`` column is computed for (0 = column off).
+    Default 0."""
+
+    progress_done = traitlets.Int(0).tag(sync=True)
+    """int: Work done of the computation in progress (inputs while building, latents for the effect column);
+    equal to ``progress_total`` when idle. Default 0."""
+
+    progress_total = traitlets.Int(0).tag(sync=True)
+    """int: Work in all of the computation in progress (0: none yet). Default 0."""
+
+    progress_what = traitlets.Unicode("").tag(sync=True)
+    """str: What the computation in progress does (e.g. ``"statistics"``, ``"effects"``). Default ``""``."""
 
     n_dead = traitlets.Int(0).tag(sync=True)
     """int: Number of dead latents (never active on the cohort). Default 0."""
@@ -233,10 +270,15 @@ class FeatureDashboard(WidgetBase):
     """int: Class whose change ``effect_hist`` shows. Default 0."""
 
     effect_hist = Array()
-    """ndarray int32 (31,): Inputs of the cohort by change of the ``effect_class`` readout under the edit."""
+    """ndarray int32 (31,): Inputs of the cohort by change of the ``effect_class`` readout under the edit;
+    ``None`` while ``effect_pending``."""
 
     effect_edges = Array()
     """ndarray float32 (32,): Bin edges of ``effect_hist`` (symmetric around 0)."""
+
+    effect_pending = traitlets.Bool(False).tag(sync=True)
+    """bool: Whether the selected latent's effect is still to be computed (the view asks for it when shown;
+    see ``effect_on_build``). Default False."""
 
     effect_flips = traitlets.Int(0).tag(sync=True)
     """int: Inputs of the cohort whose predicted (argmax) class changes under the edit. Default 0."""
@@ -273,6 +315,7 @@ class FeatureDashboard(WidgetBase):
         sort_class: int = 0,
         effect_class: int = 0,
         effect_sample: int = 1024,
+        effect_candidates: int = 256,
         top_k: int = 12,
         fields: int = 5,
         bins: int = 30,
@@ -280,6 +323,8 @@ class FeatureDashboard(WidgetBase):
         lab: FeatureLab | None = None,
         tokens: list[list[str]] | None = None,
         chunk: int = 1024,
+        progress: bool = True,
+        effect_on_build: bool | None = None,
     ) -> None:
         if isinstance(model, Lens):
             lens = model
@@ -292,8 +337,9 @@ class FeatureDashboard(WidgetBase):
         for name, value, low in (("top_k", top_k, 1), ("fields", fields, 1), ("bins", bins, 1), ("chunk", chunk, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if isinstance(effect_sample, bool) or not isinstance(effect_sample, (int, np.integer)) or effect_sample < 0:
-            raise ValueError(f"effect_sample must be an integer >= 0, got {effect_sample!r}")
+        for name, value in (("effect_sample", effect_sample), ("effect_candidates", effect_candidates)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         lens.bind(site)
         self._lens = lens
         self._site = site
@@ -302,6 +348,8 @@ class FeatureDashboard(WidgetBase):
         self._output = check_output(output)
         self._k, self._m, self._bins, self._chunk = int(top_k), int(fields), int(bins), int(chunk)
         self._effect_sample = int(effect_sample)
+        self._effect_candidates = int(effect_candidates)
+        self._bar_wanted = bool(progress)
         self._X, labels, label_names = _inputs(inputs)
         self._labels = labels
         self._tokens = check_tokens(tokens, len(self._X))
@@ -309,11 +357,10 @@ class FeatureDashboard(WidgetBase):
         self._ground_truth_arg = ground_truth
         self._records = self._record_table(inputs) if self._X.ndim == 2 else None
         self._lab: FeatureLab | None = None
-        self._cache: OrderedDict[tuple[int, str, float], np.ndarray] = OrderedDict()
         # one input first: an output too large to draw is refused before the cohort runs
         count_classes(pick_prediction(lens.run(self._X[:1]).baseline, self._output))
-        stats = self._precompute(sae)  # raises the engine's error on a width mismatch
-        n_out = stats["base"].shape[1]
+        stats = self._build(sae, publish=False)  # raises the engine's error on a width mismatch
+        n_out = stats.baseline.shape[1]
         class_names = list(class_names or label_names or [f"output {i}" for i in range(n_out)])
         if len(class_names) != n_out:
             raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
@@ -342,7 +389,9 @@ class FeatureDashboard(WidgetBase):
             self._install(stats, steer_max)
             self._sort(sort_by, sort_class)
             first = int(self.order[0]) if feature is None else feature
-            self._apply(first, "ablate", float(self.steer), effect_class)
+            cheap = _model_size(self._lens.model) * stats.n_inputs * max(1, stats._positions_total) <= _CHEAP_EFFECT
+            effect_now = cheap if effect_on_build is None else bool(effect_on_build)
+            self._apply(first, "ablate", float(self.steer), effect_class, effect=effect_now)
         if lab is not None:
             self.link(lab)
 
@@ -361,6 +410,11 @@ class FeatureDashboard(WidgetBase):
     def basis(self) -> SAE:
         """The ``sw.SAE`` basis of the SAE (error term kept), as a linked FeatureLab uses it."""
         return self._basis
+
+    @property
+    def stats(self) -> LatentStats:
+        """The latent statistics the dashboard shows (frequency, max, histograms, top inputs, effects)."""
+        return self._stats
 
     @property
     def lab(self) -> FeatureLab | None:
@@ -421,17 +475,24 @@ class FeatureDashboard(WidgetBase):
         ndarray float32, shape (n_inputs, n_classes)
             ``readout(edited) - readout(clean)``, error term kept.
         """
-        f = self._basis.index(feature, self._width)
+        f = self._stats.index(feature)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        return self._effect(f, mode, _finite(steer, "steer")).copy()
+        return self._stats.effect(f, mode, _finite(steer, "steer")).copy()
 
     def codes(self, indices: Any) -> np.ndarray:
         """The SAE's codes of the given inputs: ``(k, n_latents)``, or ``(k, H, W, n_latents)`` at a conv site."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self._X)):
-            raise ValueError(f"input indices must lie in 0..{len(self._X) - 1}")
-        return self._codes(self._X[torch.from_numpy(idx)]).cpu().numpy()
+        return self._stats.dense_codes(indices)
+
+    def search(self, query: str | int) -> np.ndarray:
+        """Latents whose index is ``query`` or whose name contains it (case-insensitive), as the view's search box.
+
+        Returns
+        -------
+        ndarray int32
+            Matching latent indices, an exact index first.
+        """
+        return self._stats.search(query)
 
     def set_sae(self, sae: Any) -> None:
         """Replace the SAE (recomputes every summary; unlinks the FeatureLab, which uses the old basis).
@@ -444,13 +505,11 @@ class FeatureDashboard(WidgetBase):
         """
 
         def run() -> None:
-            stats = self._precompute(sae)
-            self._cache.clear()
+            stats = self._build(sae, publish=True)
             self._lab = None
             self.lab_linked = False
             self._install(stats, None)
-            by = "frequency" if self.sort_by == "effect" and self.effect is None else self.sort_by
-            self._sort(by, self.sort_class)
+            self._sort(self.sort_by, self.sort_class)
             self._apply(int(self.order[0]), self.effect_mode, self.steer, self.effect_class)
 
         self._run(run)
@@ -467,7 +526,7 @@ class FeatureDashboard(WidgetBase):
         def run() -> None:
             if not isinstance(lab, FeatureLab):
                 raise TypeError(f"link needs a FeatureLab, got {type(lab).__name__}")
-            basis = getattr(lab, "_basis", None)
+            basis = _lab_basis(lab)
             if lab.lens is not self._lens or lab.site != self.site:
                 raise ValueError(
                     f"the FeatureLab must use this dashboard's lens and site {self.site!r}; build it with "
@@ -506,7 +565,9 @@ class FeatureDashboard(WidgetBase):
 
         Like :meth:`WidgetBase.to_html`, and the feature list stays clickable offline: the details of
         the chosen latents (histogram, top inputs, cohort effect in the current mode, steering
-        strength and class, factor correlations) and every sort order are precomputed into the file.
+        strength and class, factor correlations) and every sort order are precomputed into the file
+        (the effect orders when the effect column was computed already or the SAE has at most 4096
+        latents).
         Other latents, modes or classes need a running kernel (the error area says so there); with
         the dashboard's lens closed only the sort orders are precomputed.
 
@@ -537,7 +598,7 @@ class FeatureDashboard(WidgetBase):
                 raise ValueError(f"features must be at least 1 (how many latents to include), got {features}")
             chosen = order[: int(features)]
         else:
-            chosen = [self._basis.index(f, self._width) for f in features]
+            chosen = [self._stats.index(f) for f in features]
         return list(dict.fromkeys([int(self.selected), *chosen]))
 
     def _snapshot_replies(self, features: int | list[int] | None = None) -> list[dict[str, Any]]:
@@ -554,9 +615,13 @@ class FeatureDashboard(WidgetBase):
             )
             for f in features
         ]
+        # the effect sorts only when their column exists or is quick to compute (at most 4096 latents)
+        quick = not self._lens.closed and len(self.feature_names) <= 4096
+        effect = self.effect_candidates > 0 and (self._effect_col is not None or quick)
         sort = [
             ({"type": "sort", "by": by, "class": c}, lambda by=by, c=c: self._sort(by, c))
             for by in _SORTS
+            if by != "effect" or effect
             for c in range(len(self.class_names))
         ]
         sorts = precompute_replies(self, sort, lambda: self._sort(by0, cls0))
@@ -573,6 +638,8 @@ class FeatureDashboard(WidgetBase):
         """
         import matplotlib.pyplot as plt
 
+        if self.effect_pending:  # the figure shows the effect too: compute it now
+            self.set_effect()
         f = self.selected
         fname = self.feature_names[f]
         fig = plt.figure(figsize=(14, 8))
@@ -724,183 +791,105 @@ class FeatureDashboard(WidgetBase):
             raise
 
     # ---------------------------------------------------------------- computation
-    def _precompute(self, sae: Any) -> dict[str, Any]:
-        """Codes of every input (pooled per input), clean outputs, list statistics; writes nothing."""
-        if isinstance(sae, SAE):
-            basis = SAE(sae.sae, name=sae.name, keep_error=sae.keep_error, names=sae._names)
-        else:
-            basis = SAE(sae)  # TypeError naming what is missing
-        x0 = self._X[:1]
-        h0 = self._lens.activations(x0, self._site)[self._site]
-        conv = h0.ndim == 4
-        width = int(h0.shape[1] if conv else h0.shape[-1])
-        names = basis.names(width)  # ValueError on a width mismatch (the engine's text)
-        n_lat = len(names)
-        n = len(self._X)
-        pooled = np.empty((n, n_lat), np.float32)
-        active = np.empty((n, n_lat), bool)
-        base_parts = []
-        keep = n * h0[0].numel() <= _ACTS_BUDGET  # clean site activations kept for resumed effect runs
-        acts_parts: list[torch.Tensor] = []
-        for a in range(0, n, self._chunk):
-            xc = self._X[a : a + self._chunk]
-            out, got = self._lens.trace(xc, self._site)  # one clean pass: outputs and the site's activations
-            h = got[self._site]
-            c = self._encode(basis, h, width, n_lat)
-            flat = c.reshape(c.shape[0], -1, n_lat)
-            pooled[a : a + len(xc)] = flat.amax(1).cpu().numpy()
-            active[a : a + len(xc)] = (flat != 0).any(1).cpu().numpy()
-            base_parts.append(self._readout_rows(out))
-            if keep:
-                acts_parts.append(h.detach())
-        base = np.concatenate(base_parts)
-        acts = torch.cat(acts_parts) if keep and isinstance(h0, torch.Tensor) else None
-        frequency = (pooled > 0).mean(0).astype(np.float32)
-        max_act = np.maximum(pooled.max(0), 0).astype(np.float32)
-        stats = {
-            "basis": basis, "width": width, "conv": conv, "names": names, "pooled": pooled, "active": active,
-            "base": base, "frequency": frequency, "max": max_act, "acts": acts,
-        }  # fmt: skip
-        stats["tail"] = self._tail_program(acts, base) if acts is not None else None
-        stats["effect"], stats["effect_n"] = self._effect_column(stats)
-        return stats
+    def _build(self, sae: Any, *, publish: bool) -> LatentStats:
+        """Stream the cohort into a :class:`LatentStats`; writes nothing but the progress traits.
 
-    def _encode(self, basis: SAE, h: torch.Tensor, width: int, n_lat: int) -> torch.Tensor:
-        """SAE codes of site activations, features last (per position at a conv site)."""
-        hf = h.movedim(1, -1) if h.ndim == 4 else h
-        dev = _device(basis.sae)
-        with torch.no_grad():
-            c = basis.sae.encode(hf.to(dev) if dev is not None else hf)
-        if not isinstance(c, torch.Tensor) or c.shape[-1] != n_lat or c.shape[:-1] != hf.shape[:-1]:
-            raise ValueError(
-                f"the SAE's encode returned shape {tuple(getattr(c, 'shape', ()))} for activations "
-                f"{tuple(hf.shape)}; expected {(*hf.shape[:-1], n_lat)} (one code per latent of W_dec)"
-            )
-        return c.detach().float()
-
-    def _tail_program(self, acts: torch.Tensor, base: np.ndarray) -> Any:
-        """The lens's resume program from the site (clean site output -> model output), or ``None``.
-
-        A split declared with ``lens.declare_split(site, rest)`` is used as is;
-        else the fx tail, when the rest of the model reads nothing but the
-        site's output. Either must reproduce the clean outputs from the kept
-        activations; otherwise effects are computed with ``lens.sweep`` (which
-        recomputes the layers before the site).
+        ``publish``: a displayed dashboard (rebuilding) sends ``progress_done``/``progress_total``
+        as it goes; the constructor shows a tqdm bar instead (no view exists yet), once the build
+        has taken more than a few chunks.
         """
+        bar: list[Any] = []
+        calls = [0]
+
+        def progress(done: int, total: int) -> None:
+            calls[0] += 1
+            if publish:
+                self._progress("statistics", done, total)
+            elif self._bar_wanted and done < total and (bar or calls[0] >= _BAR_AFTER):
+                if not bar:
+                    from tqdm.auto import tqdm
+
+                    bar.append(tqdm(total=total, desc="FeatureDashboard", unit="input"))
+                bar[0].update(done - bar[0].n)
+
         try:
-            program = self._lens.rest(self._site, self._X[:2])
-            if program is None:
-                return None
-            k = min(8, len(acts))
-            with self._lens.off(), torch.no_grad():
-                y = self._readout_rows(program(acts[:k]))
-            if y.shape != base[:k].shape or not np.allclose(y, base[:k], rtol=1e-4, atol=1e-5):
-                return None
-            return program
-        except Exception:  # untraceable or structured site output: fall back to sweeps
-            return None
-
-    def _run_edits(self, stats: dict[str, Any], jobs: list[tuple[Any, np.ndarray]]) -> list[np.ndarray]:
-        """Change of the readout ``(len(rows), C)`` for each single-latent edit ``(op, rows)`` (clean model).
-
-        With a resume program, the edited kept activations of all jobs are
-        stacked into batches of about 4096 rows and only the layers after the
-        site run; otherwise each job is one ``lens.sweep``.
-        """
-        base, acts, tail, basis = stats["base"], stats["acts"], stats["tail"], stats["basis"]
-        results = [np.zeros((len(rows), base.shape[1]), np.float32) for _, rows in jobs]
-        if tail is None:
-            for (op, rows), res in zip(jobs, results, strict=True):
-                if rows.size:
-                    delta = self._lens.sweep(
-                        self._site,
-                        self._X[torch.from_numpy(rows)],
-                        features=[0],
-                        op=lambda _f, op=op: op,
-                        basis=basis,
-                        readout=self._readout_t,
-                    )
-                    res[:] = delta[0].reshape(rows.size, -1).numpy()
-            return results
-        conv = acts.ndim == 4
-        pending: list[tuple[int, int, torch.Tensor, np.ndarray]] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            with self._lens.off(), torch.no_grad():
-                y = self._readout_rows(tail(torch.cat([p[2] for p in pending])))
-            at = 0
-            for j, start, h, rows in pending:
-                results[j][start : start + len(h)] = y[at : at + len(h)] - base[rows]
-                at += len(h)
-            pending.clear()
-
-        count = 0
-        for j, (op, rows) in enumerate(jobs):
-            fn = op.compile(stats["width"], basis, acts.dtype, acts.device)
-            for start in range(0, len(rows), _TAIL_ROWS):
-                r = rows[start : start + _TAIL_ROWS]
-                h = acts[torch.from_numpy(r)]
-                with torch.no_grad():
-                    he = fn(h.movedim(1, -1)).movedim(-1, 1) if conv else fn(h)
-                pending.append((j, start, he, r))
-                count += len(r)
-                if count >= _TAIL_ROWS:
-                    flush()
-                    count = 0
-        flush()
-        return results
-
-    def _effect_column(self, stats: dict[str, Any]) -> tuple[np.ndarray | None, int]:
-        """Mean change of each class when each live latent is ablated, over a sample of the cohort."""
-        if self._effect_sample == 0:
-            return None, 0
-        n = len(self._X)
-        n_lat = len(stats["names"])
-        out = np.zeros((n_lat, stats["base"].shape[1]), np.float32)
-        if n > self._effect_sample:
-            sample = np.sort(np.random.default_rng(0).choice(n, self._effect_sample, replace=False))
-        else:
-            sample = np.arange(n)
-        live = np.flatnonzero(stats["active"][sample].any(0))
-        if live.size and stats["basis"].keep_error:
-            # only inputs where a latent is active change when it is ablated
-            jobs = [(Ablate([int(f)]), sample[stats["active"][sample, f]]) for f in live]
-            for f, res in zip(live, self._run_edits(stats, jobs), strict=True):
-                out[f] = res.astype(np.float64).sum(0) / sample.size
-        elif live.size:  # one batched sweep of every live latent over the sample
-            delta = self._lens.sweep(
+            return LatentStats(
+                self._lens,
                 self._site,
-                self._X[torch.from_numpy(sample)],
-                features=[int(i) for i in live],
-                op="ablate",
-                basis=stats["basis"],
+                sae,
+                self._X,
                 readout=self._readout_t,
+                top_k=self._k,
+                bins=self._bins,
+                chunk=self._chunk,
+                progress=progress,
             )
-            out[live] = delta.double().mean(1).float().reshape(live.size, -1).numpy()
-        return out, int(sample.size)
+        finally:
+            if bar:
+                bar[0].update(bar[0].total - bar[0].n)
+                bar[0].close()
 
-    def _install(self, stats: dict[str, Any], steer_max: float | None) -> None:
+    def _progress(self, what: str, done: int, total: int) -> None:
+        """Send the progress traits now, also inside an update held as one message."""
+        self.progress_what, self.progress_done, self.progress_total = what, int(done), int(total)
+        if getattr(self, "comm", None) is not None and self._holding_sync:
+            self.send_state(["progress_what", "progress_done", "progress_total"])
+
+    def _effect_sample_rows(self) -> np.ndarray:
+        """The fixed inputs the effect column averages over (all, or a seeded random subset)."""
+        n = len(self._X)
+        if n > self._effect_sample:
+            return np.sort(np.random.default_rng(0).choice(n, self._effect_sample, replace=False))
+        return np.arange(n)
+
+    def _effect_column(self) -> np.ndarray:
+        """The list's effect column ``(L, C)``: computed on first use for the most frequent latents, then kept."""
+        if self._effect_col is not None:
+            self.effect = self._effect_col
+            return self._effect_col
+        if self._effect_sample == 0 or self._effect_candidates == 0:
+            raise ValueError(
+                "the effect column is switched off (effect_sample=0 or effect_candidates=0); "
+                "rebuild with effect_sample > 0 and effect_candidates > 0"
+            )
+        st = self._stats
+        live = np.flatnonzero(st.frequency > 0)
+        by_freq = live[np.argsort(-st.frequency[live], kind="stable")][: self._effect_candidates]
+        candidates = np.sort(by_freq)
+        col = np.full((st.n_latents, st.baseline.shape[1]), np.nan, np.float32)
+        col[st.frequency == 0] = 0.0
+        total = len(candidates)
+        self._progress("effects", 0, total)
+        col[candidates] = st.effects(
+            candidates,
+            sample=self._effect_sample_rows(),
+            progress=lambda done, _t: self._progress("effects", done, total),
+        )
+        self._progress("effects", total, total)
+        self._effect_col = col
+        self.effect = col
+        return col
+
+    def _install(self, stats: LatentStats, steer_max: float | None) -> None:
         """Adopt freshly computed statistics and write the list traits."""
-        self._basis = stats["basis"]
-        self._width = stats["width"]
-        self._conv = stats["conv"]
-        self._pooled = stats["pooled"]
-        self._active = stats["active"]
-        self._base = stats["base"]
         self._stats = stats
-        self.feature_names = stats["names"]
-        self.spatial_site = self._conv
-        self.frequency = stats["frequency"]
-        self.max_activation = stats["max"]
-        self.effect = stats["effect"]
-        self.effect_inputs = stats["effect_n"]
-        self.n_dead = int((stats["frequency"] == 0).sum())
+        self._effect_col: np.ndarray | None = None
+        self._basis = stats.basis
+        self._width = stats.width
+        self.feature_names = stats.names
+        self.spatial_site = stats._conv
+        self.frequency = stats.frequency
+        self.max_activation = stats.max
+        self.effect = None
+        on = self._effect_sample > 0 and self._effect_candidates > 0
+        self.effect_inputs = min(self._effect_sample, len(self._X)) if on else 0
+        self.effect_candidates = min(self._effect_candidates, stats.n_latents) if on else 0
+        self.n_dead = int((stats.frequency == 0).sum())
+        self.progress_what, self.progress_done, self.progress_total = "statistics", stats.n_inputs, stats.n_inputs
         if steer_max is not None:
             self.steer_max = _finite(steer_max, "steer_max")
         else:
-            live = stats["max"][stats["max"] > 0]
+            live = stats.max[stats.max > 0]
             top = float(np.median(live)) * 2 if live.size else 1.0
             self.steer_max = float(np.ceil(max(top, 1e-3) * 10) / 10)
 
@@ -911,9 +900,8 @@ class FeatureDashboard(WidgetBase):
             return np.asarray(self.max_activation), "max activation"
         if by == "index":
             return -np.arange(len(self.feature_names), dtype=np.float32), "index"
-        if self.effect is None:
-            raise ValueError("the effect column is switched off (effect_sample=0); rebuild with effect_sample > 0")
-        return np.abs(np.asarray(self.effect)[:, cls]), f"|Δ {self.class_names[cls]}| when ablated"
+        eff = np.abs(self._effect_column()[:, cls])
+        return np.where(np.isnan(eff), -np.inf, eff), f"|Δ {self.class_names[cls]}| when ablated"
 
     def _sort(self, by: Any, cls: Any) -> None:
         if by not in _SORTS:
@@ -924,51 +912,51 @@ class FeatureDashboard(WidgetBase):
         self.sort_by = by
         self.sort_class = cls
 
-    def _apply(self, feature: Any, mode: Any, steer: Any, effect_class: Any) -> None:
-        """Validate, compute the selected latent's views, then write them (nothing changes on error)."""
-        if isinstance(feature, float) and feature.is_integer():
-            feature = int(feature)
-        f = self._basis.index(feature, self._width)
+    def _apply(self, feature: Any, mode: Any, steer: Any, effect_class: Any, *, effect: bool = True) -> None:
+        """Validate, compute the selected latent's views, then write them (nothing changes on error).
+
+        ``effect=False`` leaves the cohort effect to a later request (``effect_pending``).
+        """
+        st = self._stats
+        f = st.index(feature)
         if mode not in _MODES:
             raise ValueError(f"effect mode must be one of {_MODES}, got {mode!r}")
         alpha = _finite(steer, "steer")
         cls = _class_index(effect_class, len(self.class_names), "effect_class")
-        col = self._pooled[:, f]
-        on = col > 0
-        vals = col[on]
-        hi = float(vals.max()) if vals.size else 1.0
-        hist, edges = np.histogram(vals, bins=self._bins, range=(0.0, hi if hi > 0 else 1.0))
-        top = np.argsort(-col, kind="stable")[: self._k]
-        top = top[col[top] > 0]
-        delta = self._effect(f, mode, alpha)
-        d = delta[:, cls]
-        lim = float(np.abs(d).max()) if d.size else 0.0
-        lim = 1e-6 if lim == 0 else lim * 1.0001
-        ehist, eedges = np.histogram(d, bins=31, range=(-lim, lim))
-        flips = int((self._base.argmax(1) != (self._base + delta).argmax(1)).sum())
+        hist, edges = st.histogram(f)
+        top, values = st.top(f)
+        ehist = eedges = emean = None
+        flips = 0
+        if effect:
+            delta = st.effect(f, mode, alpha)
+            d = delta[:, cls]
+            lim = float(np.abs(d).max()) if d.size else 0.0
+            lim = 1e-6 if lim == 0 else lim * 1.0001
+            ehist, eedges = np.histogram(d, bins=31, range=(-lim, lim))
+            ehist, eedges = ehist.astype(np.int32), eedges.astype(np.float32)
+            base = st.baseline
+            flips = int((base.argmax(1) != (base + delta).argmax(1)).sum())
+            emean = delta.astype(np.float64).mean(0).astype(np.float32)
         images = maps = None
-        if self._X.ndim == 4:
-            t = torch.from_numpy(top.astype(np.int64))
-            images = _thumbnails(self._X[t], size=min(48, int(self._X.shape[-1]))) if top.size else None
-            if self._conv and top.size:
-                maps = self._codes(self._X[t])[..., f].cpu().numpy().astype(np.float32)
+        if self._X.ndim == 4 and top.size:
+            images = _thumbnails(self._X[torch.from_numpy(top.astype(np.int64))], size=min(48, int(self._X.shape[-1])))
+            if st._conv:
+                maps = st.positions_of(f, top)
         rec = self._record_views(top) if self._records is not None else None
         positions = None
-        if self._tokens is not None and not self._conv and top.size:
-            codes = self._codes(self._X[torch.from_numpy(top.astype(np.int64))])
-            if codes.ndim == 3:  # (k, positions, latents): a sequence site
-                positions = codes[..., f].cpu().numpy().astype(np.float32)
-        gt = _corr(col.astype(np.float64), self._factors) if self._factors is not None else None
+        if self._tokens is not None and len(st.positions) == 1 and not st._conv and top.size:
+            positions = st.positions_of(f, top)  # (k, positions): a sequence site
+        gt = _corr(st.column(f).astype(np.float64), self._factors) if self._factors is not None else None
 
         self.selected = f
         self.effect_mode = mode
         self.steer = alpha
         self.effect_class = cls
-        self.n_active = int(on.sum())
+        self.n_active = int(st.n_active[f])
         self.act_hist = hist.astype(np.int32)
         self.act_edges = edges.astype(np.float32)
         self.top_indices = top.astype(np.int32)
-        self.top_values = col[top].astype(np.float32)
+        self.top_values = values.astype(np.float32)
         self.top_labels = [self._labels[i] if self._labels is not None else "" for i in top]
         self.top_images = images
         self.top_maps = maps
@@ -976,43 +964,13 @@ class FeatureDashboard(WidgetBase):
         self.top_positions = positions
         if rec is not None:
             self.top_fields, self.top_field_values, self.top_field_z = rec
-        self.effect_hist = ehist.astype(np.int32)
-        self.effect_edges = eedges.astype(np.float32)
+        self.effect_hist = ehist
+        self.effect_edges = eedges
         self.effect_flips = flips
-        self.effect_mean = delta.astype(np.float64).mean(0).astype(np.float32)
+        self.effect_mean = emean
+        self.effect_pending = not effect
         self.gt_corr = gt
         self.notice = ""
-
-    def _effect(self, f: int, mode: str, alpha: float) -> np.ndarray:
-        """Per-input change of the readout ``(n, C)`` for one latent edit; LRU-cached."""
-        key = (f, mode, alpha if mode == "steer" else 0.0)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        n, c = self._base.shape
-        out = np.zeros((n, c), np.float32)
-        if mode == "ablate":
-            # a latent that is 0 everywhere on an input is left as is: only active inputs can change
-            rows = np.flatnonzero(self._active[:, f]) if self._basis.keep_error else np.arange(n)
-            op: Any = Ablate([f])
-        else:
-            rows = np.arange(n) if alpha != 0 else np.arange(0)
-            op = Steer(feature=f, alpha=alpha)
-        if rows.size:
-            out[rows] = self._run_edits(self._stats, [(op, rows)])[0]
-        self._cache[key] = out
-        while len(self._cache) > 32:
-            self._cache.popitem(last=False)
-        return out
-
-    def _codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Full codes of a few inputs: ``(k, n_latents)`` or ``(k, H, W, n_latents)``."""
-        parts = []
-        for a in range(0, len(x), self._chunk):
-            h = self._lens.activations(x[a : a + self._chunk], self._site)[self._site]
-            parts.append(self._encode(self._basis, h, self._width, len(self.feature_names)))
-        return torch.cat(parts)
 
     def _record_table(self, inputs: Any) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(field names, units, raw values (n, f), z-scores (n, f)) of record inputs."""
@@ -1047,17 +1005,14 @@ class FeatureDashboard(WidgetBase):
             return torch.sigmoid(t)
         return t
 
-    def _readout_rows(self, out: Any) -> np.ndarray:
-        return self._readout_t(out).cpu().numpy().astype(np.float32)
-
     def _open(self, feature: Any) -> FeatureLab:
-        f = self._basis.index(self.selected if feature is None else feature, self._width)
+        f = self._stats.index(self.selected if feature is None else feature)
         lab = self._lab
         if lab is not None and (getattr(lab, "_replaced", False) or self._lens.closed):
             lab = self._lab = None
         if lab is None:
-            col = self._pooled[:, f]
-            start = int(np.argmax(col)) if (col > 0).any() else 0
+            top, _ = self._stats.top(f)
+            start = int(top[0]) if top.size else 0
             lab = FeatureLab(
                 self._lens,
                 self._source,
@@ -1101,9 +1056,16 @@ def _class_index(value: Any, n: int, what: str) -> int:
     return int(value)
 
 
-def _device(module: Any) -> torch.device | None:
-    params = getattr(module, "parameters", None)
-    if params is None:
-        return None
-    p = next(iter(params()), None)
-    return None if p is None else p.device
+def _model_size(model: nn.Module) -> int:
+    """Number of parameters of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _lab_basis(lab: FeatureLab) -> Any:
+    """The feature basis a FeatureLab uses (its session's, or an older lab's own)."""
+    for owner in (lab, getattr(lab, "_session", None)):
+        for name in ("basis", "_basis"):
+            basis = getattr(owner, name, None) if owner is not None else None
+            if basis is not None and not callable(basis):
+                return basis
+    return None

@@ -1,48 +1,42 @@
-"""FeatureLab: toggle and steer the features of one site, see predictions change live."""
+"""FeatureLab: toggle and steer the features of one site, see predictions change live.
+
+The widget validates controls, makes one call into :class:`superwidgets.analysis.lab.LabSession`
+and writes the result in one message; the cohort summary follows from a background thread,
+chunk by chunk, each partial in one message (``cohort_done`` of ``cohort_total`` rows), and a
+newer control state cancels it. ``docs/analysis.md`` draws the path of one slider value.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import traitlets
 
+from ..analysis.lab import CancelToken, CohortSummary, LabResult, LabSession, check_steer_max
 from ..data.inputs import as_inputs as _inputs
-from ..engine import Ablate, Directions, Edit, Lens, Neurons, Steer
+from ..engine import Directions, Edit, Lens
 from ..engine.bases import Basis, as_vector
-from ..engine.edits import coordinates
+from ..engine.lens import LensClosedError
+from . import base as _base
 from ._shared import (
     MAX_CLASSES,
-    _corr,
     _ground_truth,
     _raw_table,
     _thumbnails,
-    check_output,
     check_tokens,
-    count_classes,
-    pick_prediction,
     prediction_of,
 )
-from .base import Array, WidgetBase, bundle
+from .base import Array, WidgetBase, _message, bundle
 
 __all__ = ["MAX_CLASSES", "FeatureLab", "prediction_of"]
 
-#: The live FeatureLab of each (lens, site): a new one replaces the old one's edits.
 _READOUTS = ("softmax", "sigmoid", "identity")
-
-
-def _check_steer_max(value: Any) -> float:
-    """``steer_max`` as a positive finite float, or a ValueError saying what to pass."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"steer_max must be a positive number (the slider's range), got {value!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"steer_max must be a positive, finite number (the slider's range), got {v}")
-    return v
 
 
 class FeatureLab(WidgetBase):
@@ -81,10 +75,14 @@ class FeatureLab(WidgetBase):
         Slider range ``[-steer_max, steer_max]``; default from the activations' spread.
     cohort_class : int
         Output whose change over the whole cohort is summarised (histogram,
-        top-affected inputs). Every update runs the edited model on all
-        inputs (resumed from the edited site); only summaries travel.
+        top-affected inputs). After each update of the shown input, a background
+        thread runs the edited model on all inputs in chunks and publishes the
+        growing summary (``cohort_done`` of ``cohort_total``); a newer control
+        state cancels it. Only summaries travel. :meth:`wait` blocks until it is complete.
     cohort_top : int
         How many most-affected inputs to list (0 switches the cohort view off).
+    cohort_chunk : int, optional
+        Cohort rows per background run; default: about a quarter second of work each.
     ground_truth : object or (array, names), optional
         True factors per input (``.factors`` and ``.factor_names``, e.g. a
         :class:`superwidgets.data.NeuronWorld`, or a pair). Taken from
@@ -181,6 +179,15 @@ class FeatureLab(WidgetBase):
     cohort_top_delta = Array()
     """ndarray float32 (k,): Their change of the ``cohort_class`` output."""
 
+    cohort_done = traitlets.Int(0).tag(sync=True)
+    """int: Rows of the cohort the ``cohort_*`` summaries cover for the current controls; equals
+    ``cohort_total`` once complete (:meth:`wait`). While it is 0 they still hold the previous controls'
+    summary (the view dims it). Partial summaries arrive in their own messages, without bumping ``rev``.
+    Default 0."""
+
+    cohort_total = traitlets.Int(0).tag(sync=True)
+    """int: Rows in the cohort (0 when the cohort view is off, ``cohort_top=0``). Default 0."""
+
     image = Array()
     """ndarray float32 (C, H, W): The shown input when inputs are images (values in [0, 1]); ``None`` otherwise."""
 
@@ -242,6 +249,18 @@ class FeatureLab(WidgetBase):
     readout = traitlets.Unicode("softmax").tag(sync=True)
     """str: ``"softmax"``, ``"sigmoid"`` or ``"identity"``: how outputs are displayed. Default ``"softmax"``."""
 
+    order_by = traitlets.Unicode("index").tag(sync=True)
+    """str: Order of the feature list: ``"index"``, ``"activation"`` (most active on the shown input first) or
+    ``"attribution"`` (by attribution to the shown prediction; see :meth:`order_features`). Default ``"index"``."""
+
+    feature_order = Array()
+    """ndarray int32 (k,): The feature list's order when ``order_by == "attribution"`` (most important first):
+    gradient × activation to the predicted class, the top 16 re-ordered by their exact ablation effect.
+    Recomputed when the shown input changes; ``None`` for the other orders (the view sorts those itself)."""
+
+    order_target = traitlets.Int(-1).tag(sync=True)
+    """int: The class ``feature_order`` attributes (the clean prediction of the shown input); -1 when none."""
+
     def __init__(
         self,
         lens: Lens,
@@ -256,6 +275,7 @@ class FeatureLab(WidgetBase):
         steer_max: float | None = None,
         cohort_class: int = 0,
         cohort_top: int = 10,
+        cohort_chunk: int | None = None,
         ground_truth: Any = None,
         gallery: int = 24,
         captions: list[str] | None = None,
@@ -268,12 +288,15 @@ class FeatureLab(WidgetBase):
             raise TypeError(f"FeatureLab needs a superwidgets Lens as its first argument, got {type(lens).__name__}")
         if cohort_top < 0:
             raise ValueError(f"cohort_top must be >= 0, got {cohort_top}")
-        self._cohort_k = int(cohort_top)
+        if cohort_chunk is not None and (
+            isinstance(cohort_chunk, bool) or not isinstance(cohort_chunk, (int, np.integer)) or cohort_chunk < 1
+        ):
+            raise ValueError(f"cohort_chunk must be a positive number of rows (or None), got {cohort_chunk!r}")
+        self._chunk = None if cohort_chunk is None else int(cohort_chunk)
         if steer_max is not None:
-            steer_max = _check_steer_max(steer_max)
+            steer_max = check_steer_max(steer_max)
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
-        self._output = check_output(output)
         self._lens = lens
         self._X, labels, label_names = _inputs(inputs)
         if captions is not None:
@@ -282,77 +305,85 @@ class FeatureLab(WidgetBase):
                 raise ValueError(f"captions must have one text per input ({len(self._X)}), got {len(captions)}")
         self._captions = captions
         self._tokens = check_tokens(tokens, len(self._X))
-        if isinstance(generate, bool) or not isinstance(generate, (int, np.integer)) or not 0 <= generate <= 256:
-            raise ValueError(f"generate must be a number of tokens in 0..256, got {generate!r}")
-        if generate and (self._X.ndim != 2 or self._X.is_floating_point()):
-            raise ValueError(
-                f"generate= continues token sequences: inputs must be integer ids (n, T), got {tuple(self._X.shape)} "
-                f"{self._X.dtype}"
-            )
-        if decode is not None and not callable(decode):
-            raise TypeError(f"decode must be a function of a list of token ids, got {type(decode).__name__}")
         if encode is not None and not callable(encode):
             raise TypeError(f"encode must be a function of a text, got {type(encode).__name__}")
-        self._generate, self._decode, self._encode = int(generate), decode, encode
-        self._clean_text: tuple[torch.Tensor, int, str] | None = None  # (input, its version, as-trained text)
+        self._encode = encode
         self._texts: dict[int, tuple[str, list[str]]] = {}  # typed text of an input: (text, its tokens)
-        self._factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
-        self._cohort_coords: np.ndarray | None = None
+        factors, factor_names = _ground_truth(ground_truth if ground_truth is not None else inputs, len(self._X))
         self._labels = labels
         self._raw = _raw_table(inputs, self._X)
         self._overrides: dict[int, torch.Tensor] = {}
-        self._basis = basis if basis is not None else Neurons()
         self._x_cache: tuple[int, torch.Tensor] | None = None
-        x0 = self._x(0 if not 0 <= index < len(self._X) else index)
-        shape = lens.activations(x0, site)[site].shape
-        width = int(shape[1] if len(shape) == 4 else shape[-1])
-        feature_names = self._basis.names(width)
-        self._width = width
-        n_out = count_classes(self._prediction(lens.run(x0).baseline))
-        class_names = class_names or label_names or [f"output {i}" for i in range(n_out)]
-        if len(class_names) != n_out:
-            raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
-        super().__init__()
-        self._replace_previous(lens, site)
-        self._ablate: Edit = lens.edit(site, Ablate([0]), basis=self._basis, enabled=False, name="FeatureLab ablate")
-        self._steer: Edit = lens.edit(
-            site, Steer(feature=0, alpha=0.0), basis=self._basis, enabled=False, name="FeatureLab steer"
+        # the computation: one session (it adds the widget's two edits to the lens, last)
+        self._session = LabSession(
+            lens,
+            self._X,
+            site,
+            basis=basis,
+            index=index,
+            readout=readout,
+            output=output,
+            cohort_class=cohort_class,
+            cohort_top=cohort_top,
+            generate=generate,
+            decode=decode,
+            factors=factors,
         )
-        self._quiet = True
+        self._lock = threading.RLock()  # one publisher at a time: the kernel's thread or the cohort's
+        self._thread: threading.Thread | None = None
+        self._cohort_token: CancelToken | None = None
+        self._cohort_complete = False
+        self._ordered_for, self._ordered_x = -1, None  # the input the attribution order was computed for
         try:
-            self.site = site
-            self.readout = readout
-            self.feature_names = feature_names
-            self.class_names = list(class_names)
-            self.n_inputs = len(self._X)
-            self.text_input = encode is not None
-            self.steer = np.zeros(len(feature_names), dtype=np.float32)
-            self.steer_max = float(steer_max) if steer_max is not None else self._default_steer_max(site)
-            if not 0 <= cohort_class < n_out:
-                raise ValueError(f"cohort_class {cohort_class} is out of range; the model has {n_out} outputs")
-            self.cohort_class = int(cohort_class)
-            self.factor_names = factor_names
-            if self._raw is not None:
-                self.record_names = list(self._raw[0])
-                units = getattr(inputs, "units", None)
-                self.record_units = [str(u) for u in units] if units else [""] * len(self.record_names)
-                levels = getattr(inputs, "categories", None) or {}
-                self.record_levels = {str(k): [str(x) for x in v] for k, v in levels.items() if k in self.record_names}
-            if self._X.ndim == 4:
-                self.channel_names = list(
-                    getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
-                )
-                idx = np.arange(min(int(gallery), len(self._X)), dtype=np.int32)
-                self.gallery_indices = idx
-                self.gallery = _thumbnails(self._X[torch.from_numpy(idx).long()])
-        finally:
-            self._quiet = False
-        self._handle("request", self._on_request)
-        self._handle("select", self._on_select)
-        self._handle("record", self._on_record)
-        self._handle("text", self._on_text)
-        with self._publish():
-            self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
+            n_out = self._session.n_outputs
+            class_names = class_names or label_names or [f"output {i}" for i in range(n_out)]
+            if len(class_names) != n_out:
+                raise ValueError(f"got {len(class_names)} class names for a model with {n_out} outputs")
+            super().__init__()
+            self._stop_previous(lens, site)
+            self._replace_previous(lens, site)
+            self._quiet = True
+            try:
+                feature_names = self._session.feature_names
+                self.site = site
+                self.readout = readout
+                self.feature_names = feature_names
+                self.class_names = list(class_names)
+                self.n_inputs = len(self._X)
+                self.text_input = encode is not None
+                self.steer = np.zeros(len(feature_names), dtype=np.float32)
+                self.steer_max = float(steer_max) if steer_max is not None else self._session.default_steer_max()
+                self.cohort_class = int(cohort_class)
+                self.cohort_total = len(self._X) if cohort_top > 0 else 0
+                self.factor_names = factor_names
+                if self._raw is not None:
+                    self.record_names = list(self._raw[0])
+                    units = getattr(inputs, "units", None)
+                    self.record_units = [str(u) for u in units] if units else [""] * len(self.record_names)
+                    levels = getattr(inputs, "categories", None) or {}
+                    self.record_levels = {
+                        str(k): [str(x) for x in v] for k, v in levels.items() if k in self.record_names
+                    }
+                if self._X.ndim == 4:
+                    self.channel_names = list(
+                        getattr(inputs, "channel_names", [f"channel {i}" for i in range(self._X.shape[1])])
+                    )
+                    idx = np.arange(min(int(gallery), len(self._X)), dtype=np.int32)
+                    self.gallery_indices = idx
+                    self.gallery = _thumbnails(self._X[torch.from_numpy(idx).long()])
+            finally:
+                self._quiet = False
+            self._handle("request", self._on_request)
+            self._handle("select", self._on_select)
+            self._handle("record", self._on_record)
+            self._handle("text", self._on_text)
+            self._handle("order", self._on_order)
+            with self._publish():
+                self._apply(index, [], np.zeros(len(feature_names), dtype=np.float32))
+        except Exception:
+            for e in self._session.edits:  # a refused widget leaves nothing on the lens
+                lens.remove(e)
+            raise
 
     # ---------------------------------------------------------------- public
     @property
@@ -361,9 +392,79 @@ class FeatureLab(WidgetBase):
         return self._lens
 
     @property
+    def session(self) -> LabSession:
+        """The analysis session that computes what the widget shows (same numbers from a script)."""
+        return self._session
+
+    @property
     def edits(self) -> list[Edit]:
         """The widget's own edits (ablation, steering) on the lens."""
-        return [self._ablate, self._steer]
+        return self._session.edits
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the cohort summary of the current controls is complete (scripts, tests, snapshots).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; default: as long as it takes.
+
+        Returns
+        -------
+        bool
+            True when no cohort computation is left running (complete, or failed: see
+            :attr:`error`); False when ``timeout`` ran out first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            t = self._thread
+            if t is None:
+                return True
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                return False
+            if self._thread is t:
+                return True
+
+    def close(self) -> None:
+        """Stop the cohort computation and close the widget (its edits stay on the lens)."""
+        self._stop_cohort()
+        super().close()
+
+    def order_features(self, by: str = "attribution") -> None:
+        """Order the feature list: ``"index"``, ``"activation"`` or ``"attribution"``.
+
+        ``"attribution"`` asks the analysis layer (:meth:`LabSession.rank
+        <superwidgets.analysis.LabSession.rank>`) for the features the shown prediction depends on
+        most — one forward and one backward, then an exact ablation sweep of the top 16 — and keeps
+        that order for each input shown next. The view's order menu does the same.
+
+        Raises
+        ------
+        ValueError
+            An unknown order (the widget's error area says so too).
+        """
+        try:
+            with self._publish():
+                self._order(by)
+        except Exception as exc:
+            self._show_error(exc)
+            raise
+
+    def _order(self, by: Any) -> None:
+        if by not in ("index", "activation", "attribution"):
+            raise ValueError(f"order must be 'index', 'activation' or 'attribution', got {by!r}")
+        if by == "attribution":
+            ranking = self._session.rank("attribution")
+            self.feature_order = ranking.order.astype(np.int32)
+            self.order_target = -1 if ranking.target is None else int(ranking.target)
+        else:
+            self.feature_order = None
+            self.order_target = -1
+        self.order_by = by
+
+    def _on_order(self, content: dict[str, Any], _buffers: list[Any]) -> None:
+        self._order(content.get("by"))
 
     def add_direction(self, name: str, vector: Any) -> None:
         """Add a named direction to a ``Directions`` basis (the list grows by one).
@@ -375,25 +476,22 @@ class FeatureLab(WidgetBase):
             error also shows in the widget's error area; nothing changes.
         """
         try:
-            if not isinstance(self._basis, Directions):
+            basis = self._session.basis
+            if not isinstance(basis, Directions):
                 raise ValueError("add_direction needs a FeatureLab built with basis=sw.Directions(...)")
+            width = self._session.width
             v = as_vector(vector, "direction").flatten()
-            if v.numel() != self._width:
+            if v.numel() != width:
                 raise ValueError(
-                    f"direction {name!r} has length {v.numel()} but site {self.site!r} has {self._width} features"
+                    f"direction {name!r} has length {v.numel()} but site {self.site!r} has {width} features"
                 )
-            new = Directions(torch.cat([self._basis.vectors(self._width), v[None]]), [*self.feature_names, str(name)])
+            new = Directions(torch.cat([basis.vectors(width), v[None]]), [*self.feature_names, str(name)])
         except Exception as exc:
-            with self.hold_sync():
-                self.error = str(exc)
-                self.rev += 1
+            self._show_error(exc)
             raise
-        self._basis = new
-        self._ablate.basis = self._steer.basis = new
-        self._ablate._compiled.clear()
-        self._steer._compiled.clear()
         with self._publish():
-            self.feature_names = new.names(self._width)
+            self._session.set_basis(new)
+            self.feature_names = new.names(self._session.width)
             self._apply(self.index, list(self.ablated), np.append(self.steer, np.float32(0)))
 
     def reset(self) -> None:
@@ -404,12 +502,13 @@ class FeatureLab(WidgetBase):
     @traitlets.validate("steer_max")
     def _valid_steer_max(self, proposal: Any) -> float:
         try:
-            return _check_steer_max(proposal["value"])
+            return check_steer_max(proposal["value"])
         except ValueError as exc:
             raise traitlets.TraitError(str(exc)) from None
 
     def refresh(self) -> None:
-        """Re-run the model (e.g. after editing the lens from Python)."""
+        """Re-run the model (e.g. after editing the lens or the model's weights from Python)."""
+        self._session.invalidate()
         with self._publish():
             self._apply(self.index, list(self.ablated), self.steer)
 
@@ -420,12 +519,14 @@ class FeatureLab(WidgetBase):
         """Each feature's on/off switch and "reset edits" work in a static snapshot of this input.
 
         From the saved state (input, switched-off features, steering), flipping any one switch (up to
-        :attr:`SNAPSHOT_SWITCHES` features), flipping it back, and "reset edits" are precomputed.
+        :attr:`SNAPSHOT_SWITCHES` features), flipping it back, and "reset edits" are precomputed, each
+        with its complete cohort summary (computed here, not in the background).
         """
         import base64
 
         from .snapshot import precompute_replies
 
+        self.wait()  # the saved state carries the complete cohort of the current controls
         index, saved = int(self.index), sorted(int(i) for i in self.ablated)
         steer = np.asarray(self.steer, dtype=np.float32).reshape(-1).copy()
         zero = np.zeros_like(steer)
@@ -437,11 +538,12 @@ class FeatureLab(WidgetBase):
                 "ablated": ablated,
                 "__buffers__": [base64.b64encode(vec.tobytes()).decode("ascii")],
             }
-            return match, lambda: self._apply(index, ablated, vec)
+            return match, lambda: self._apply(index, ablated, vec, background=False)
 
         flips = [sorted(set(saved) ^ {i}) for i in range(min(len(steer), self.SNAPSHOT_SWITCHES))]
         cases = [case(saved, steer), *(case(a, steer) for a in flips), case([], zero)]
-        return precompute_replies(self, cases, lambda: self._apply(index, saved, steer))
+        with self._lock:
+            return precompute_replies(self, cases, lambda: self._apply(index, saved, steer, background=False))
 
     def to_figure(self) -> Any:
         """A matplotlib figure of the current state (predictions and features).
@@ -513,10 +615,18 @@ class FeatureLab(WidgetBase):
 
         self._guard(change, run)
 
+    @traitlets.observe("order_by")
+    def _on_python_order(self, change: dict[str, Any]) -> None:
+        self._guard(change, lambda: self._order(change["new"]))
+
     def select(self, feature: int) -> None:
         """Show ``feature``'s spatial map and ground-truth correlations (``-1`` clears)."""
-        with self._publish():
-            self._select(feature)
+        try:
+            with self._publish():
+                self._select(feature)
+        except Exception as exc:
+            self._show_error(exc)
+            raise
 
     def set_record(self, values: dict[str, Any], *, partial: bool = False) -> None:
         """Edit the shown record in its original units and re-run the model (baseline and edited).
@@ -540,9 +650,7 @@ class FeatureLab(WidgetBase):
             with self._publish():
                 self._set_record(values, partial)
         except Exception as exc:
-            with self.hold_sync():
-                self.error = str(exc)
-                self.rev += 1
+            self._show_error(exc)
             raise
 
     def set_text(self, text: str) -> None:
@@ -558,9 +666,7 @@ class FeatureLab(WidgetBase):
             with self._publish():
                 self._set_text(text)
         except Exception as exc:
-            with self.hold_sync():
-                self.error = str(exc)
-                self.rev += 1
+            self._show_error(exc)
             raise
 
     def reset_text(self) -> None:
@@ -592,7 +698,7 @@ class FeatureLab(WidgetBase):
         if ids.shape[1] == 0:
             raise ValueError("the text encodes to no tokens")
         ids = ids[:, -self._X.shape[1] :]
-        dec = self._decode
+        dec = self._session.decode
         tokens = [dec([int(i)]) if dec is not None else str(int(i)) for i in ids[0]]
         old = (self._overrides.get(self.index), self._texts.get(self.index))
         self._overrides[self.index] = ids
@@ -654,8 +760,10 @@ class FeatureLab(WidgetBase):
             if levels is not None:
                 if isinstance(v, str) and v in levels:
                     v = levels.index(v)
-                if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or v not in range(
-                    len(levels)
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, int | float | np.integer | np.floating)
+                    or v not in range(len(levels))
                 ):
                     raise ValueError(f"field {k!r} is categorical: pass one of {levels} (or its index), got {v!r}")
             try:
@@ -684,41 +792,7 @@ class FeatureLab(WidgetBase):
         self._select(content.get("feature", -1))
 
     def _select(self, feature: Any) -> None:
-        k = len(self.feature_names)
-        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not -1 <= int(feature) < k:
-            raise ValueError(f"feature must be an index in 0..{k - 1} (or -1 for none), got {feature!r}")
-        self.selected = int(feature)
-        self._views(self._x(self.index))
-
-    def _views(self, x: torch.Tensor) -> None:
-        """Selection-dependent views: spatial map (conv sites) and ground-truth correlations."""
-        f = self.selected
-        if f < 0:
-            self.spatial = None
-            self.positions = None
-            self.gt_corr = None
-            return
-        acts = self._lens.activations(x, self.site, edited=True)[self.site]
-        self.spatial = self.positions = None
-        if acts.ndim in (3, 4):
-            m = self._features_last(acts)[0][..., f].numpy().astype(np.float32)  # (h, w) or (positions,)
-            if acts.ndim == 4:
-                self.spatial = m
-            else:
-                self.positions = m
-        if self._factors is not None:
-            coords = self._all_coordinates()[:, f]
-            self.gt_corr = _corr(coords, self._factors)
-
-    def _all_coordinates(self) -> np.ndarray:
-        """Clean coordinates of every feature for every input (spatially averaged), cached."""
-        if self._cohort_coords is None:
-            parts = [
-                self._project(self._lens.activations(self._X[i : i + 1024], self.site)[self.site])
-                for i in range(0, len(self._X), 1024)
-            ]
-            self._cohort_coords = np.concatenate(parts)
-        return self._cohort_coords
+        self._write_views(self._session.select(feature))
 
     def _on_request(self, content: dict[str, Any], buffers: list[Any]) -> None:
         index = content.get("index", self.index)
@@ -726,51 +800,30 @@ class FeatureLab(WidgetBase):
         steer = np.frombuffer(buffers[0], dtype=np.float32).copy() if buffers else self.steer
         self._apply(index, ablated, steer)
 
-    # ---------------------------------------------------------------- engine
-    def _apply(self, index: Any, ablated: Any, steer: Any) -> None:
-        """Validate the controls, run the model, write results; restores edits on failure."""
+    # ---------------------------------------------------------------- the session
+    def _apply(self, index: Any, ablated: Any, steer: Any, *, background: bool = True) -> None:
+        """Validate the controls, update the shown input (one session call), write its traits, then
+        start the cohort (in a background thread, or here when ``background`` is False).
+
+        Bad controls change nothing; a failed run leaves the edits as they were (the session
+        restores them) and the cohort of those controls is computed again if it was not complete.
+        """
         self._check_current()
-        k = len(self.feature_names)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise ValueError(f"index must be an integer, got {index!r}")
-        index = int(index)
-        if not 0 <= index < len(self._X):
-            raise ValueError(f"index {index} is out of range; pick 0..{len(self._X) - 1}")
-        try:
-            ablated = sorted({int(i) for i in ablated})
-        except (TypeError, ValueError):
-            raise ValueError(f"ablated must be a list of feature indices, got {ablated!r}") from None
-        bad = [i for i in ablated if not 0 <= i < k]
-        if bad:
-            raise ValueError(f"ablated features {bad} are out of range; this site has {k} features (0..{k - 1})")
-        steer = np.asarray(steer, dtype=np.float32).reshape(-1)
-        if steer.shape != (k,):
-            raise ValueError(f"steer must have one value per feature ({k}), got {steer.shape[0]}")
-        if not np.isfinite(steer).all():
-            raise ValueError("steer contains NaN or Inf; slider values must be finite")
+        session = self._session
+        index, ablated, steer = session.check_controls(index, ablated, steer)
         x = self._x(index)
-        old = (self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled)
         try:
-            if ablated:
-                self._ablate.op = Ablate(ablated)
-            self._ablate.enabled = bool(ablated)
-            vecs = self._basis.vectors(self._width)
-            direction = torch.from_numpy(steer) if vecs is None else torch.from_numpy(steer) @ vecs
-            self._steer.op = Steer(direction=direction, alpha=1.0)
-            self._steer.enabled = bool(np.any(steer != 0))
-            result = self._lens.run(x)
-            acts = self._lens.activations(x, self.site)[self.site]
-            cohort = self._lens.run(self._X) if self._cohort_k > 0 else None
-            written = (self._continue_clean(x), self._continue(x, edited=True)) if self._generate else None
+            result = session.update(index, ablated, steer, x=x)
         except Exception:
-            self._ablate.op, self._ablate.enabled, self._steer.op, self._steer.enabled = old
+            if not self._cohort_complete:
+                self._start_cohort(background)
             raise
-        self.index = index
-        self.ablated = ablated
-        self.steer = steer
-        self.baseline = self._readout(result.baseline)
-        self.edited = self._readout(result.edited)
-        self.activations = self._coordinates(acts)
+        self.index = result.index
+        self.ablated = list(result.ablated)
+        self.steer = result.steer
+        self.baseline = result.baseline
+        self.edited = result.edited
+        self.activations = result.activations
         self.input_label = self._label(index)
         typed = self._texts.get(index)
         self.input_tokens = typed[1] if typed else (self._tokens[index] if self._tokens is not None else [])
@@ -780,95 +833,119 @@ class FeatureLab(WidgetBase):
         if self._raw is not None:
             self.record = self._current_raw().astype(np.float32)
             self.record_edited = index in self._overrides
-        self._views(x)
-        if written is not None:
-            self.generated_baseline, self.generated_edited = written
-        if cohort is not None:
-            self._summarise(cohort)
+        self._write_views(result)
+        if self.order_by == "attribution" and (result.index != self._ordered_for or x is not self._ordered_x):
+            self._order("attribution")  # the order follows the shown input (not its edits)
+        self._ordered_for, self._ordered_x = result.index, x
+        if session.generate:
+            self.generated_baseline, self.generated_edited = result.generated_baseline, result.generated_edited
+        self._start_cohort(background)
 
-    def _continue_clean(self, x: torch.Tensor) -> str:
-        """The as-trained continuation of the shown input, computed once per input (edits do not change it)."""
-        cached = self._clean_text
-        if cached is None or cached[0] is not x or cached[1] != x._version:  # holds x: no identity reuse
-            cached = self._clean_text = (x, x._version, self._continue(x, edited=False))
-        return cached[2]
+    def _write_views(self, result: LabResult) -> None:
+        """The selection-dependent traits of a result."""
+        self.selected = result.selected
+        self.spatial = result.spatial
+        self.positions = result.positions
+        self.gt_corr = result.gt_corr
 
-    def _continue(self, x: torch.Tensor, *, edited: bool) -> str:
-        """Greedy continuation of ``x`` (1, T) by ``generate`` tokens, edits on or off, decoded."""
-        import contextlib
+    def _write_cohort(self, summary: CohortSummary) -> None:
+        self.cohort_hist = summary.hist
+        self.cohort_edges = summary.edges
+        self.cohort_flips = summary.flips
+        self.cohort_top = summary.top
+        self.cohort_top_delta = summary.top_delta
+        self.cohort_done = summary.done
 
-        seq, ids = x, []
-        window = x.shape[1]
-        with self._lens.off() if not edited else contextlib.nullcontext(), torch.no_grad():
-            for _ in range(self._generate):
-                nxt = int(prediction_of(self._lens.model(seq[:, -window:]))[0].reshape(-1).argmax())
-                ids.append(nxt)
-                seq = torch.cat([seq, torch.tensor([[nxt]], dtype=seq.dtype, device=seq.device)], 1)
-        return self._decode(ids) if self._decode is not None else " ".join(map(str, ids))
+    def _start_cohort(self, background: bool = True) -> None:
+        """Compute the cohort of the current controls: chunk by chunk in a thread, or here at once.
 
-    def _summarise(self, result: Any) -> None:
-        """Cohort summaries: histogram of the change, flips, most affected inputs (only these travel)."""
-        base = self._readout_rows(result.baseline)
-        edit = self._readout_rows(result.edited)
-        delta = (edit - base)[:, self.cohort_class]
-        lim = float(np.abs(delta).max())
-        lim = 1e-6 if lim == 0 else lim * 1.0001
-        hist, edges = np.histogram(delta, bins=31, range=(-lim, lim))
-        k = min(self._cohort_k, delta.shape[0])
-        top = np.argsort(-np.abs(delta), kind="stable")[:k]
-        self.cohort_hist = hist.astype(np.int32)
-        self.cohort_edges = edges.astype(np.float32)
-        self.cohort_flips = int((base.argmax(1) != edit.argmax(1)).sum())
-        self.cohort_top = top.astype(np.int32)
-        self.cohort_top_delta = delta[top].astype(np.float32)
+        Called inside the update's publish: ``cohort_done`` goes to 0 in the same message (the view
+        dims the previous summary); each partial follows in its own message. The session's token
+        of the current state cancels the job when the controls change.
+        """
+        session = self._session
+        self._cohort_complete = False
+        if session.cohort_top == 0:
+            return
+        self.cohort_done = 0
+        token = session.token
+        self._cohort_token = token
+        if not background:
+            last = None
+            for part in session.cohort(chunk_rows=len(self._X), token=token):
+                last = part
+            if last is not None:
+                self._write_cohort(last)
+                self._cohort_complete = last.complete
+            return
+        thread = threading.Thread(target=self._cohort_job, args=(token,), name="superwidgets-lab-cohort", daemon=True)
+        self._thread = thread
+        thread.start()
 
-    def _prediction(self, out: Any) -> torch.Tensor:
-        """The prediction tensor of a model output (``output=`` or :func:`prediction_of`), checked."""
-        return pick_prediction(out, self._output)
+    def _cohort_job(self, token: CancelToken) -> None:
+        """The background cohort: publishes each partial summary unless a newer state took over."""
 
-    def _readout_rows(self, out: Any) -> np.ndarray:
-        t = self._prediction(out).detach().float()
-        t = t.reshape(t.shape[0], -1)
-        if self.readout == "softmax":
-            t = torch.softmax(t, 1)
-        elif self.readout == "sigmoid":
-            t = torch.sigmoid(t)
-        return t.cpu().numpy()
+        def stale() -> bool:
+            return token.cancelled or self._replaced or self.comm is None
+
+        try:
+            for part in self._session.cohort(chunk_rows=self._chunk, token=token):
+                with self._lock:  # the update that cancels the token holds it: no stale partial gets out
+                    if stale():
+                        return
+                    with self.hold_sync():  # one message; no rev bump: the view's request state is untouched
+                        self._write_cohort(part)
+                    self._cohort_complete = part.complete
+        except LensClosedError:  # the lens was closed or replaced: nothing left to show
+            return
+        except Exception as exc:  # shown in the error area; the shown input's results stay
+            with self._lock:
+                if not stale():
+                    with self.hold_sync():
+                        self.error = f"cohort summary failed: {_message(exc)}"
+
+    def _stop_cohort(self) -> None:
+        """Cancel the running cohort (it stops at its next chunk and publishes nothing more)."""
+        lock = self.__dict__.get("_lock")
+        if lock is None:  # a constructor that failed early: nothing started
+            return
+        with lock:
+            if self._cohort_token is not None:
+                self._cohort_token.cancel()
+
+    def _stop_previous(self, lens: Lens, site: str) -> None:
+        """Stop the cohort thread of the FeatureLab this one replaces (same lens and site)."""
+        ref = _base._OWNERS.get((type(self).__name__, id(lens), str(site)))
+        prev = ref() if ref is not None else None
+        if isinstance(prev, FeatureLab) and prev is not self:
+            prev._stop_cohort()
+
+    def _show_error(self, exc: BaseException) -> None:
+        """Show ``exc`` in the error area (a Python-side action that failed); nothing else changes."""
+        with self._lock, self.hold_sync():
+            self.error = str(exc)
+            self.rev += 1
+
+    # Every publisher holds the widget's lock: the kernel's thread (requests, trait sets, methods) and
+    # the cohort thread never interleave their messages, and a cancelled partial is never sent.
+    @contextlib.contextmanager
+    def _publish(self, seq: int | None = None, origin: str = "") -> Iterator[None]:
+        with self._lock, super()._publish(seq=seq, origin=origin):
+            yield
+
+    def _dispatch(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        with self._lock:
+            super()._dispatch(_widget, content, buffers)
+
+    def _guard(self, change: dict[str, Any], fn: Callable[[], None]) -> None:
+        with self._lock:
+            super()._guard(change, fn)
 
     def _x(self, index: int) -> torch.Tensor:
         # one tensor object per shown input, so the lens's baseline cache hits
         if self._x_cache is None or self._x_cache[0] != index:
             self._x_cache = (index, self._overrides.get(index, self._X[index : index + 1]))
         return self._x_cache[1]
-
-    def _readout(self, out: Any) -> np.ndarray:
-        """Displayed values of a single-input output."""
-        return self._readout_rows(out)[0].astype(np.float32)
-
-    def _coordinates(self, acts: torch.Tensor) -> np.ndarray:
-        """Clean coordinate of each feature for the shown input (spatially averaged)."""
-        return self._project(acts)[0].astype(np.float32)
-
-    def _features_last(self, acts: torch.Tensor) -> torch.Tensor:
-        """Feature coordinates at every position, features last: ``(n, k)``, ``(n, H, W, k)`` or ``(n, P, k)``.
-
-        The engine's coordinates in the basis — the values its edits change: units for ``Neurons``,
-        the SAE's codes for an ``SAE`` basis, span coordinates for ``Directions`` — so a
-        switched-off feature reads 0 and a steered one moves.
-        """
-        h = acts.float()
-        if h.ndim == 4:  # conv maps (n, C, H, W)
-            h = h.movedim(1, -1)
-        with torch.no_grad():
-            c = coordinates(self._basis, self._width, list(range(len(self.feature_names))), h)
-        return c.detach().float().cpu()
-
-    def _project(self, acts: torch.Tensor) -> np.ndarray:
-        """Feature coordinates ``(n, k)`` of site activations (conv maps, sequences: averaged over space, positions)."""
-        c = self._features_last(acts)
-        if c.ndim > 2:
-            c = c.mean(dim=tuple(range(1, c.ndim - 1)))
-        return c.cpu().numpy()
 
     def _label(self, index: int) -> str:
         if index in self._texts:
@@ -879,17 +956,6 @@ class FeatureLab(WidgetBase):
         if self._labels is not None:
             parts.append(f"true: {self._labels[index]}")
         return " · ".join(parts)
-
-    def _default_steer_max(self, site: str) -> float:
-        sample = self._X[: min(len(self._X), 1024)]
-        acts = self._lens.activations(sample, site)[site].float()
-        acts = acts.movedim(1, -1) if acts.ndim == 4 else acts
-        coords = acts.reshape(-1, acts.shape[-1])
-        vecs = self._basis.vectors(self._width)
-        if vecs is not None:
-            coords = coords @ (vecs / vecs.norm(dim=1, keepdim=True)).T
-        top = float(coords.abs().max()) if coords.numel() else 1.0
-        return float(np.ceil(max(top, 1e-3) * 1.5 * 10) / 10)
 
 
 def _as_image(x: torch.Tensor) -> np.ndarray:

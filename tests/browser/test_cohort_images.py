@@ -11,9 +11,26 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 
+def cohort_complete(lab) -> None:
+    """Wait until the cohort of the current controls is complete in Python and shown in the view."""
+    assert lab.eval("lab.wait(60)")
+    total = lab.eval("lab.cohort_total")
+    assert total > 0
+    lab.page.wait_for_function(
+        """([sel, n]) => {
+            const c = document.querySelector(sel + ' .sw-cohort');
+            const p = document.querySelector(sel + ' .sw-cohort-progress');
+            return !!c && c.dataset.done === String(n) && !!p && p.hidden;
+        }""",
+        arg=[lab.selector, total],
+        timeout=30_000,
+    )
+
+
 def test_cohort_histogram_updates_after_an_edit(lab):
     page = lab.page
     cohort = lab.root.locator(".sw-cohort")
+    cohort_complete(lab)
     assert cohort.get_attribute("data-flips") == "0"
     counts = lambda: [int(r.get_attribute("data-count")) for r in lab.root.locator(".sw-hist rect").all()]  # noqa: E731
     before = counts()
@@ -21,6 +38,8 @@ def test_cohort_histogram_updates_after_an_edit(lab):
     rev = lab.dom_rev()
     lab.feature(13).locator("input.sw-toggle").uncheck()
     lab.settle(after=rev)
+    cohort_complete(lab)  # the cohort follows the shown input in the background
+    assert cohort.get_attribute("data-total") == "569"
     flips = lab.eval("lab.cohort_flips")
     assert flips > 0 and cohort.get_attribute("data-flips") == str(flips)
     after = counts()
@@ -37,6 +56,7 @@ def test_cohort_histogram_updates_after_an_edit(lab):
     assert page.locator(f"{lab.selector} .sw-index").input_value() == str(target)
     lab.execute("lab.index = 38")  # leave the shared widget where the other tests expect it
     lab.settle()
+    cohort_complete(lab)
 
 
 def test_image_inputs_overlay_and_predictions_follow_edits(lab):
