@@ -1,10 +1,19 @@
 """Science layer: SAEs and toy models of superposition (more to come: metrics, alignment)."""
 
-from . import align, contrastive, geometry, metrics, sae
+from . import align, contrastive, geometry, metrics, sae, singlecell, study
 from .align import Alignment, foscttm, gw_align, recall_at_k
 from .contrastive import TwoTower, fit_two_tower
 from .geometry import geometric_fidelity, knn_sd_ratio, ridge_r2
 from .sae import GatedSAE, JumpReLUSAE, ReLUSAE, TopKSAE, fit_sae, load_sae, load_saelens, save_sae, train_sae
+from .singlecell import singlecell_summary, to_anndata
+from .study import (
+    contamination_report,
+    knn_sd_test,
+    label_transfer_scores,
+    morans_i,
+    morans_i_difference,
+    ridge_r2_by_group,
+)
 from .toy import (
     ToyConfig,
     ToyModel,
@@ -28,6 +37,7 @@ __all__ = [
     "ToyModel",
     "TwoTower",
     "align",
+    "contamination_report",
     "contrastive",
     "dimensionality",
     "dims_per_feature",
@@ -40,16 +50,25 @@ __all__ = [
     "gw_align",
     "interference",
     "knn_sd_ratio",
+    "knn_sd_test",
+    "label_transfer_scores",
     "load_sae",
     "load_saelens",
     "metrics",
+    "morans_i",
+    "morans_i_difference",
     "n_represented",
     "recall_at_k",
     "ridge_r2",
+    "ridge_r2_by_group",
     "sae",
     "sample_batch",
     "save_sae",
+    "singlecell",
+    "singlecell_summary",
+    "study",
     "superposition",
+    "to_anndata",
     "train_sae",
     "train_toy",
 ]
