@@ -255,3 +255,40 @@ def test_dict_inputs_replay_too():
         ref.edit("transformer.h.2", sw.Steer(direction=d, alpha=2.0))
         want = ref.run(inputs).edited.logits
     assert torch.equal(got, want)
+
+
+def test_run_with_output_keeps_only_the_picked_prediction_and_many_chunks():
+    """``run(output=fn)`` returns ``fn`` of both outputs; the cache keeps ``fn(clean)`` only, so the
+    baselines of many chunks stay (a cohort's second pass runs only the edited rest)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from superwidgets.engine import lens as lens_mod
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=500, n_positions=16)).eval()
+    ids = torch.randint(0, 500, (12, 8), generator=torch.Generator().manual_seed(1))
+    chunks = [ids[i : i + 2] for i in range(0, 12, 2)]
+
+    def pick(o):
+        return o.logits[:, -1, :10]
+
+    with sw.Lens(model) as lens:
+        lens.edit("transformer.h.1", sw.Steer(direction=torch.ones(32), alpha=0.5))
+        full = [lens.run(c.clone()) for c in chunks]  # other tensor objects: their own cache entries
+        picked = [lens.run(c, output=pick) for c in chunks]
+        for f, p in zip(full, picked, strict=True):
+            torch.testing.assert_close(p.baseline, pick(f.baseline))
+            torch.testing.assert_close(p.edited, pick(f.edited), atol=1e-5, rtol=1e-5)
+        kept = [e for e in lens._baselines.values() if any(e[0] is c for c in chunks)]
+        assert len(kept) == len(chunks) > lens_mod._BASELINES_KEPT  # every chunk's baseline stays
+        assert all(None not in e[1] for e in kept)  # the picked values only, not the logits at every position
+        calls = []
+        hook = model.transformer.h[0].attn.register_forward_hook(lambda *a: calls.append(1))
+        try:
+            again = [lens.run(c, output=pick) for c in chunks]  # a second pass: block 0 never computes again
+        finally:
+            hook.remove()
+        assert calls == []
+        for p, a in zip(picked, again, strict=True):
+            torch.testing.assert_close(a.edited, p.edited)
+        assert lens_mod._nbytes(kept[0][1]) == 2 * 10 * 4

@@ -54,10 +54,9 @@ COHORT_BINS = 31
 #: Seconds one automatic cohort chunk aims at: the view gets a partial summary about this often.
 CHUNK_SECONDS = 0.25
 
-#: A cohort whose whole first pass took at most this long runs as one chunk afterwards: one run whose
-#: clean baseline the lens keeps (it keeps the last two inputs' baselines: the shown input and this one),
-#: so every later pass only runs the edited rest of the model. Chunked cohorts recompute each chunk's
-#: baseline on every pass.
+#: A cohort whose whole first pass took at most this long runs as one chunk afterwards. Either way the
+#: lens keeps every chunk's clean baseline (the displayed prediction and what resuming needs: runs ask
+#: for ``output=`` the picked prediction only), so every later pass only runs the edited rest of the model.
 WHOLE_SECONDS = 10.0
 
 
@@ -272,6 +271,9 @@ class LabSession:
             raise ValueError(f"cohort_top must be >= 0, got {cohort_top}")
         self.readout = check_readout(readout)
         self.output = check_output(output)
+        # what the lens keeps of each clean output: the displayed prediction (batch, classes), not a language
+        # model's logits at every position; one function object, so the lens's cache knows it
+        self._pick: Callable[[Any], torch.Tensor] = self._make_pick()
         self.lens = lens
         self.site = str(site)
         X, self.labels, self.label_names = as_inputs(inputs)
@@ -471,7 +473,7 @@ class LabSession:
                 direction = torch.from_numpy(steer[nz.numpy()]).to(vecs.dtype) @ vecs[nz]
             self._steer.op = Steer(direction=direction, alpha=1.0)
             self._steer.enabled = bool(np.any(steer != 0))
-            result = self.lens.run(x, capture=[self.site])
+            result = self.lens.run(x, capture=[self.site], output=self._pick)
             baseline = self._readout(result.baseline)
             edited = self._readout(result.edited)
             activations = self._clean_coordinates(result.clean[self.site])
@@ -569,9 +571,18 @@ class LabSession:
             views["gt_corr"] = correlate(self.cohort_coordinates()[:, f], self.factors)
         return views
 
-    def _readout(self, out: Any) -> np.ndarray:
-        """Displayed values of a single-input output."""
-        return readout_rows(out, self.readout, self.output)[0].astype(np.float32)
+    def _make_pick(self) -> Callable[[Any], torch.Tensor]:
+        output = self.output
+
+        def pick(out: Any) -> torch.Tensor:
+            t = pick_prediction(out, output).detach()
+            return t.reshape(t.shape[0], -1)
+
+        return pick
+
+    def _readout(self, picked: torch.Tensor) -> np.ndarray:
+        """Displayed values of a single input's picked prediction."""
+        return readout_rows(picked, self.readout)[0].astype(np.float32)
 
     def _clean_coordinates(self, clean: torch.Tensor) -> np.ndarray:
         """The shown input's clean coordinates; cached while the lens hands back the same clean values."""
@@ -703,15 +714,15 @@ class LabSession:
             stop = min(n, start + rows)
             t0 = time.perf_counter()
             try:
-                result = self.lens.run(self._chunk(start, stop), preemptible=True)
+                result = self.lens.run(self._chunk(start, stop), preemptible=True, output=self._pick)
             except Preempted:
                 self.preemptions += 1
                 time.sleep(0.001)  # let the foreground call take the lens
                 continue
             if token.cancelled:  # the edits may have changed during the run
                 return
-            base = readout_rows(result.baseline, self.readout, self.output)
-            edit = readout_rows(result.edited, self.readout, self.output)
+            base = readout_rows(result.baseline, self.readout)
+            edit = readout_rows(result.edited, self.readout)
             delta[start:stop] = (edit - base)[:, cls]
             flips += int((base.argmax(1) != edit.argmax(1)).sum())
             if measure:  # the largest chunk so far gives the cost per row (per-call overheads amortised)

@@ -9,7 +9,7 @@ import dataclasses
 import threading
 import types
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,9 +236,11 @@ class Lens:
         self._closed: str | None = None
         # the last few baselines (e.g. a widget's single input and its cohort, which alternate):
         # key -> (inputs, clean output, values kept for resuming, clean site activations)
-        self._baselines: collections.OrderedDict[Any, tuple[Any, Any, Any, dict[str, torch.Tensor]]] = (
+        # key -> (inputs, {output picker or None: clean output}, values kept for resuming, clean activations)
+        self._baselines: collections.OrderedDict[Any, tuple[Any, dict[Any, Any], Any, dict[str, torch.Tensor]]] = (
             collections.OrderedDict()
         )
+        self._baseline_sizes: dict[Any, int] = {}
         # one thread at a time; a background (preemptible) run gives way to a waiting call
         self._lock = threading.RLock()
         self._gate = threading.Lock()
@@ -500,6 +502,7 @@ class Lens:
         baseline: bool = True,
         capture: str | Sequence[str] | None = None,
         preemptible: bool = False,
+        output: Callable[[Any], Any] | None = None,
     ) -> RunResult:
         """Run the model on ``inputs`` with edits off (baseline) and on (edited).
 
@@ -519,6 +522,13 @@ class Lens:
             slider): when another thread calls this lens meanwhile, the run stops at its
             next module call and raises :class:`Preempted`, so the other call waits about
             one layer, not the whole run. Nothing is cached from a preempted run.
+        output : callable, optional
+            Applied to the clean and the edited model output before they are returned
+            (e.g. ``lambda o: o.logits[:, -1]``). The cached baseline then keeps only
+            ``output(clean)``, not the whole output — a language model's logits at every
+            position are hundreds of MB per batch — so the lens can keep the baselines of
+            many inputs (a cohort in chunks) within its memory budget. Pass the same function
+            object each time: the cache knows it by identity.
 
         Returns
         -------
@@ -541,13 +551,15 @@ class Lens:
             self._check_input(inputs)
             names = self._capture_names(capture)
             with self._preemption(preemptible):
-                base = self._baseline(inputs, names) if baseline or names else None
+                base = self._baseline(inputs, names, output) if baseline or names else None
                 clean = dict(self._baseline_acts(inputs, names)) if names else {}
                 active = frozenset(name for name, st in self._sites.items() if st.active)
                 if not active and base is not None:
                     return RunResult(base if baseline else None, base, clean, dict(clean))
                 with self._mode(), self._recording(names) as got:
                     edited = self._edited(inputs, active, base)
+                    if output is not None and edited is not base:  # base is picked already
+                        edited = output(edited)
             return RunResult(base if baseline else None, edited, clean, {n: got.get(n, clean[n]) for n in names})
 
     def _capture_names(self, capture: str | Sequence[str] | None) -> list[str]:
@@ -1006,15 +1018,20 @@ class Lens:
             values = tuple(tuple(torch.stack(v).tolist()) for v in sums.values())
         return tuple((t._version, t.data_ptr()) for t in tensors), values
 
-    def _baseline(self, inputs: Any, names: Sequence[str] = ()) -> Any:
+    def _baseline(self, inputs: Any, names: Sequence[str] = (), pick: Callable[[Any], Any] | None = None) -> Any:
         """The clean output of ``inputs`` (cached), keeping what resuming needs and the clean
-        activations of ``names`` (see :meth:`_baseline_acts`)."""
+        activations of ``names`` (see :meth:`_baseline_acts`); ``pick(output)`` instead when given
+        (the cache then keeps only that: see :meth:`run`'s ``output``)."""
         key = (id(inputs), _version(inputs), self._state_key(), frozenset(self._sites))
         hit = self._baselines.get(key)
         if hit is not None and hit[0] is inputs:
-            self._baselines.move_to_end(key)
-            self._clean_vals = hit[2]
-            return hit[1]
+            outs = hit[1]
+            if pick not in outs and None in outs and pick is not None:
+                outs[pick] = _compact(pick(outs[None]))
+            if pick in outs:
+                self._baselines.move_to_end(key)
+                self._clean_vals = hit[2]
+                return outs[pick]
         out = self._probe_run(inputs) if _signature(inputs) not in self._probed_signatures else _MISSING
         vals: Any = None
         plan = self._plan_for(inputs)
@@ -1050,10 +1067,24 @@ class Lens:
                     out = self._forward(inputs)
             acts = dict(acts)
         self._clean_vals = vals
-        self._baselines[key] = (inputs, out, vals, acts)
-        while len(self._baselines) > _BASELINES_KEPT:
-            self._baselines.popitem(last=False)
-        return out
+        outs = {None: out} if pick is None else {pick: _compact(pick(out))}
+        self._baselines.pop(key, None)
+        self._baselines[key] = (inputs, outs, vals, acts)
+        self._baseline_sizes[key] = _nbytes((outs, vals, acts))
+        self._trim_baselines()
+        return outs[pick]
+
+    def _trim_baselines(self) -> None:
+        """Drop the least recently used baselines beyond the memory budget (at least two are kept)."""
+        sizes = self._baseline_sizes
+        for k in [k for k in sizes if k not in self._baselines]:
+            del sizes[k]
+        total = sum(sizes.values())
+        while len(self._baselines) > _BASELINES_KEPT and (
+            total > _BASELINE_BYTES or len(self._baselines) > _BASELINES_MAX
+        ):
+            k, _ = self._baselines.popitem(last=False)
+            total -= sizes.pop(k, 0)
 
     def _baseline_acts(self, inputs: Any, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Clean activations of ``names`` for the cached baseline of ``inputs`` (traced once if missing)."""
@@ -1241,8 +1272,55 @@ def _version(inputs: Any) -> Any:
     return None
 
 
-#: Baselines a Lens keeps (clean output and captured site values per input), least recently used first out.
+#: Baselines a Lens always keeps (clean output and captured site values per input), least recently used first out.
 _BASELINES_KEPT = 2
+#: More are kept while all of them together hold at most this many bytes (e.g. a cohort's chunks
+#: run with ``output=``: a next-token readout and the values resuming needs, a few MB per chunk) ...
+_BASELINE_BYTES = 512 * 2**20
+#: ... and at most this many.
+_BASELINES_MAX = 4096
+
+
+def _compact(obj: Any) -> Any:
+    """``obj`` with every tensor that is a view into a larger storage copied out (a picked slice of the
+    logits must not keep all of them alive in the cache)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type != "meta" and obj.untyped_storage().nbytes() > obj.numel() * obj.element_size():
+            return obj.clone()
+        return obj
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_compact(v) for v in obj)
+    if isinstance(obj, list):
+        return [_compact(v) for v in obj]
+    if isinstance(obj, dict) and type(obj) is dict:
+        return {k: _compact(v) for k, v in obj.items()}
+    return obj
+
+
+def _nbytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of the tensors in ``obj`` (nested containers, model outputs, replay values); shared storage once."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type == "meta":
+            return 0
+        st = obj.untyped_storage()
+        if st.data_ptr() in seen:
+            return 0
+        seen.add(st.data_ptr())
+        return int(st.nbytes())
+    if isinstance(obj, dict):
+        return sum(_nbytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v, seen) for v in obj)
+    if isinstance(obj, _ReplayVals):
+        return _nbytes(obj.cache, seen)
+    to_tuple = getattr(obj, "to_tuple", None)  # transformers ModelOutput
+    if callable(to_tuple):
+        try:
+            return _nbytes(to_tuple(), seen)
+        except Exception:
+            return 0
+    return 0
 
 
 def _signature(inputs: Any, *, batch: bool = True) -> Any:
