@@ -19,6 +19,7 @@ MODULES = {
     "sae": "bench.sae",
     "cohort": "bench.cohort",
     "latency": "bench.latency",
+    "scale": "bench.scale",
 }
 
 
