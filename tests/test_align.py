@@ -282,3 +282,37 @@ def test_alignment_view_bad_construction():
         sw.AlignmentView(np.full_like(X, np.nan), X)
     with pytest.raises(TypeError):
         sw.AlignmentView(X, X, eps=0.1)
+
+
+def test_alignment_session_gives_the_views_numbers_from_a_script():
+    from torch import nn
+
+    import superwidgets as sw
+    from superwidgets.analysis import AlignmentSession
+    from superwidgets.science import ReLUSAE
+
+    X, labels = _clusters()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4), nn.Linear(4, 2)).eval()
+    sae = ReLUSAE(4, 12, seed=0)
+    x = torch.from_numpy(X).float()
+    with sw.Lens(model) as lens:
+        v = sw.AlignmentView(X_b=X, lens=lens, site="2", sae=sae, inputs=x, labels_a=labels, labels_b=labels)
+        hot = int(np.argmax(v.representation.mean(0)))
+        v.ablate(hot)
+        view = (dict(v.scores), dict(v.baseline_scores), v.coupling.copy(), v.confusion.copy())
+    with sw.Lens(model) as lens:
+        s = AlignmentSession(X_b=X, lens=lens, site="2", sae=sae, inputs=x, labels_a=labels, labels_b=labels)
+        assert len(lens.edits) == 2 and not any(e.enabled for e in s.edits)  # on only while it encodes
+        r = s.update(ablated=[hot])
+        assert r.ablated == (hot,) and np.allclose(r.representation[:, hot], 0, atol=1e-5)
+        for k in ("label_transfer_barycentric", "label_transfer_argmax", "gw_cost"):  # unpaired: no FOSCTTM
+            assert r.scores[k] == pytest.approx(view[0][k]) and r.baseline_scores[k] == pytest.approx(view[1][k])
+        assert r.scores != r.baseline_scores  # the ablation moved the alignment
+        np.testing.assert_allclose(r.coupling, view[2], atol=1e-6)
+        np.testing.assert_array_equal(r.confusion, view[3])
+        with pytest.raises(ValueError, match="out of range"):
+            s.update(ablated=[99])
+        assert s.last is r  # a refused state changes nothing
+        with pytest.raises(ValueError, match="live view"):
+            AlignmentSession(X, X).update(ablated=[0])

@@ -8,6 +8,7 @@ Jupyter, traitlets or anywidget, and nothing here installs hooks (the engine doe
 
 from __future__ import annotations
 
+from .align import AlignmentResult, AlignmentSession
 from .rank import RANK_BY, FeatureRanking, rank_features, search_features
 
-__all__ = ["RANK_BY", "FeatureRanking", "rank_features", "search_features"]
+__all__ = ["RANK_BY", "AlignmentResult", "AlignmentSession", "FeatureRanking", "rank_features", "search_features"]

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 import traitlets
 
-from ..data.inputs import as_inputs
-from ..engine import SAE, Ablate, Edit, Lens, Neurons, Steer
-from ..science.align import Alignment, gw_align, label_confusion
-from ..science.geometry import _as_matrix
+from ..analysis.align import AlignmentResult, AlignmentSession
+from ..engine import Edit, Lens
+from ..science.align import Alignment
 from .base import Array, WidgetBase, bundle
 
 __all__ = ["AlignmentView"]
@@ -170,118 +168,74 @@ class AlignmentView(WidgetBase):
         max_points: int = 400,
         seed: int = 0,
     ) -> None:
-        live = lens is not None
-        if X_b is None:
-            raise ValueError("AlignmentView needs X_b, the features of modality B")
-        if live:
-            if not isinstance(lens, Lens):
-                raise TypeError(f"lens must be a superwidgets Lens, got {type(lens).__name__}")
-            if X_a is not None:
-                raise ValueError("pass either X_a (two point clouds) or lens/site/inputs (live), not both")
-            if site is None or inputs is None:
-                raise ValueError("live mode needs site= (where to read modality A) and inputs= (the model inputs)")
-        else:
-            if X_a is None:
-                raise ValueError("AlignmentView needs X_a and X_b (two point clouds), or lens=, site=, inputs= (live)")
-            if site is not None or sae is not None or inputs is not None:
-                raise ValueError("site=, sae= and inputs= need lens= (live mode)")
-        if int(max_points) < 2:
-            raise ValueError(f"max_points must be at least 2; got {max_points}")
-        self._settings = {"metric": metric, "normalize": normalize}
-        self._lens, self._site, self._sae = lens, site, sae
-        B = _as_matrix(X_b, "X_b")
-        if live:
-            self._X = _inputs(inputs)
-            n_a = int(self._X.shape[0])
-        else:
-            A_full = _as_matrix(X_a, "X_a")
-            n_a = A_full.shape[0]
-        la = _labels(labels_a, n_a, "labels_a", "A")
-        lb = _labels(labels_b, B.shape[0], "labels_b", "B")
-        if paired and n_a != B.shape[0]:
-            raise ValueError(f"paired=True needs as many A as B points; got {n_a} and {B.shape[0]}")
-        rng = np.random.default_rng(seed)
-        ia = _subsample(n_a, int(max_points), rng)
-        ib = ia.copy() if paired else _subsample(B.shape[0], int(max_points), rng)
-        self._match = np.arange(ia.size) if paired else None
-        classes, ca, cb = _classes(la, lb, ia, ib, class_names)
-        # display order: by label, stable (ties keep the original order)
-        oa, ob = np.argsort(ca, kind="stable"), np.argsort(cb, kind="stable")
-        self._ia, self._ib = ia[oa], ib[ob]
-        if paired:  # keep pairs: B in the same order as A
-            self._ib, ob = self._ia.copy(), oa
-        self._ca, self._cb = ca[oa], cb[ob]
-        self._has_labels = la is not None and lb is not None
-        self._B = B[self._ib]
-        self._basis = SAE(sae) if sae is not None else Neurons()
+        # the computation: one session (validates, subsamples, encodes A, aligns; live: adds two edits)
+        session = AlignmentSession(
+            X_a,
+            X_b,
+            labels_a=labels_a,
+            labels_b=labels_b,
+            class_names=class_names,
+            lens=lens,
+            site=site,
+            sae=sae,
+            inputs=inputs,
+            paired=paired,
+            epsilon=epsilon,
+            metric=metric,
+            normalize=normalize,
+            max_points=max_points,
+            seed=seed,
+        )
+        self._session = session
         super().__init__()
-        self._quiet = True
-        try:
-            self.live = live
-            self.names = list(names) if names is not None else (["image", "B"] if live else ["A", "B"])
-            self.class_names = classes
-            self.index_a = self._ia.astype(np.int32)
-            self.index_b = self._ib.astype(np.int32)
-            self.labels_a = self._ca.astype(np.int32)
-            self.labels_b = self._cb.astype(np.int32)
-            self.epsilon = float(epsilon)
-        finally:
-            self._quiet = False
-        self._edits: list[Edit] = []
-        if live:
+        if session.live:
             assert lens is not None and site is not None
             self._replace_previous(lens, site)
-            self._A0 = self._represent(edited=False)
-            width = self._width
-            self._ablate_edit = lens.edit(
-                site, Ablate([0]), basis=self._basis, enabled=False, name="AlignmentView ablate"
-            )
-            self._steer_edit = lens.edit(
-                site, Steer(feature=0, alpha=0.0), basis=self._basis, enabled=False, name="AlignmentView steer"
-            )
-            self._edits = [self._ablate_edit, self._steer_edit]
-            names_f = self._basis.names(width)
-            top = float(np.abs(self._A0).max()) if self._A0.size else 1.0
-            self._quiet = True
-            try:
-                self.feature_names = names_f
-                self.steer_max = float(np.ceil(max(top, 1e-3) * 2 * 10) / 10)
-            finally:
-                self._quiet = False
-        else:
-            self._A0 = A_full[self._ia]
-        self._pca_a = _Pca(self._A0)
-        self._pca_b = _Pca(self._B)
-        self._baseline = self._align(self._A0)
-        self._current = self._baseline
-        self._A = self._A0
+        self._quiet = True
+        try:
+            self.live = session.live
+            self.names = list(names) if names is not None else (["image", "B"] if session.live else ["A", "B"])
+            self.class_names = session.class_names
+            self.index_a = session.index_a.astype(np.int32)
+            self.index_b = session.index_b.astype(np.int32)
+            self.labels_a = session.codes_a.astype(np.int32)
+            self.labels_b = session.codes_b.astype(np.int32)
+            self.epsilon = session.epsilon
+            self.feature_names = session.feature_names
+            self.steer_max = session.steer_max
+        finally:
+            self._quiet = False
         self._handle("edit", self._on_edit)
         with self._publish():
-            self.embed_b = self._pca_b(self._B)
-            self.baseline_scores = _scores(self._baseline)
-            self._show(self._baseline, self._A0)
+            self.embed_b = session.embed_b
+            self._show(session.last)
         self.observe(self._on_trait, names=["ablated", "steer_feature", "steer_alpha", "epsilon"])
 
     # ---------------------------------------------------------------- public
     @property
+    def session(self) -> AlignmentSession:
+        """The analysis session that computes what the view shows (same numbers from a script)."""
+        return self._session
+
+    @property
     def alignment(self) -> Alignment:
         """The current alignment (rows/columns in display order; ``index_a``/``index_b`` map to original rows)."""
-        return self._current
+        return self._session.last.alignment
 
     @property
     def baseline(self) -> Alignment:
         """The alignment with no edit (at the current ``epsilon``)."""
-        return self._baseline
+        return self._session.baseline
 
     @property
     def representation(self) -> np.ndarray:
         """Modality A's points (display order) as currently encoded (edited in live mode)."""
-        return self._A.copy()
+        return self._session.last.representation.copy()
 
     @property
     def edits(self) -> list[Edit]:
         """The view's own edits on the lens (ablation, steering); empty for point clouds."""
-        return [] if self._replaced else list(self._edits)  # a replaced view's edits left the lens
+        return [] if self._replaced else self._session.edits  # a replaced view's edits left the lens
 
     def ablate(self, feature: int | list[int], on: bool = True) -> None:
         """Zero-ablate one or more features of A (``on=False`` restores them), re-encode and re-align.
@@ -404,193 +358,30 @@ class AlignmentView(WidgetBase):
         )
 
     def _apply(self, ablated: Any, steer_feature: Any, steer_alpha: Any, epsilon: Any) -> None:
-        """Validate, re-encode (live), re-align, then write every result (nothing changes on failure)."""
+        """Validate, re-encode (live), re-align (one session call), then write every result (nothing
+        changes on failure)."""
         self._check_current()
-        try:
-            eps = float(epsilon)
-        except (TypeError, ValueError):
-            raise ValueError(f"epsilon must be a positive number; got {epsilon!r}") from None
-        if not (np.isfinite(eps) and eps > 0):
-            raise ValueError(f"epsilon must be a positive number (try 5e-3); got {epsilon!r}")
-        k = len(self.feature_names)
-        try:
-            ablated = sorted({int(i) for i in ablated})
-        except (TypeError, ValueError):
-            raise ValueError(f"ablated must be a list of feature indices; got {ablated!r}") from None
-        if (ablated or steer_feature not in (-1, None)) and not self.live:
-            raise ValueError("ablate/steer need a live view (built with lens=, site=, inputs=)")
-        bad = [i for i in ablated if not 0 <= i < k]
-        if bad:
-            raise ValueError(f"ablated features {bad} are out of range; there are {k} features (0..{k - 1})")
-        if isinstance(steer_feature, bool) or not isinstance(steer_feature, (int, np.integer)):
-            raise ValueError(f"steer_feature must be a feature index or -1; got {steer_feature!r}")
-        steer_feature = int(steer_feature)
-        if not -1 <= steer_feature < max(k, 0):
-            raise ValueError(f"steer_feature {steer_feature} is out of range; pick -1 or 0..{k - 1}")
-        try:
-            alpha = float(steer_alpha)
-        except (TypeError, ValueError):
-            raise ValueError(f"steer_alpha must be a number; got {steer_alpha!r}") from None
-        if not np.isfinite(alpha):
-            raise ValueError("steer_alpha must be finite")
+        self._session.check(ablated, steer_feature, steer_alpha, epsilon)  # bad values: nothing is sent
         self.busy = True
         self.send_state("busy")  # now, not with the results: the view shows that it works
         try:
-            edited = bool(ablated) or (steer_feature >= 0 and alpha != 0)
-            base = self._baseline if eps == self._baseline.epsilon else self._align(self._A0, eps)
-            if not edited:
-                al, A = base, self._A0
-            else:
-                A = self._represent(edited=True, ablated=ablated, steer=(steer_feature, alpha))
-                al = self._align(A, eps)
-            self._current, self._A = al, A
-            if base is not self._baseline:
-                self._baseline = base
-                self.baseline_scores = _scores(base)
-            self.ablated = ablated
-            self.steer_feature = steer_feature
-            self.steer_alpha = alpha
-            self.epsilon = eps
-            self._show(al, A)
+            self._show(self._session.update(ablated, steer_feature, steer_alpha, epsilon))
         finally:
             self.busy = False
 
-    def _align(self, A: np.ndarray, epsilon: float | None = None) -> Alignment:
-        return gw_align(
-            A,
-            self._B,
-            labels_a=self._ca if self._has_labels else None,
-            labels_b=self._cb if self._has_labels else None,
-            true_match=self._match,
-            epsilon=float(self.epsilon if epsilon is None else epsilon),
-            metric=self._settings["metric"],
-            normalize=self._settings["normalize"],
-            max_points=None,
-        )
-
-    def _show(self, al: Alignment, A: np.ndarray) -> None:
-        T = al.coupling * al.coupling.shape[0]
-        self.coupling = T.astype(np.float32)
-        self.embed_a = self._pca_a(A)
-        if self._has_labels:
-            _, counts = label_confusion(al.coupling, self._ca, self._cb)
-            n = len(self.class_names)
-            full = np.zeros((n, n), dtype=np.int32)
-            present = np.unique(np.concatenate([self._ca, self._cb]))
-            full[np.ix_(present, present)] = counts
-            self.confusion = full
-        self.scores = _scores(al)
-
-    def _represent(
-        self, edited: bool, ablated: list[int] | None = None, steer: tuple[int, float] = (-1, 0.0)
-    ) -> np.ndarray:
-        """Modality A: (SAE codes of) the site's activations for the view's inputs, display order."""
-        lens, site = self._lens, self._site
-        assert lens is not None and site is not None
-        x = self._X[torch.from_numpy(self._ia).long()]
-        old_ops = [e.op for e in self._edits]
-        try:
-            if edited:
-                if ablated:
-                    self._ablate_edit.op = Ablate(ablated)
-                self._ablate_edit.enabled = bool(ablated)
-                f, alpha = steer
-                if f >= 0 and alpha != 0:
-                    self._steer_edit.op = Steer(feature=f, alpha=alpha)
-                self._steer_edit.enabled = f >= 0 and alpha != 0
-            parts = []
-            with torch.no_grad():
-                for i in range(0, x.shape[0], 512):
-                    acts = lens.activations(x[i : i + 512], site, edited=edited)[site].float()
-                    if acts.ndim == 4:  # conv maps: average over space
-                        acts = acts.mean(dim=(2, 3))
-                    acts = acts.reshape(acts.shape[0], -1)
-                    self._width = int(acts.shape[1])
-                    if self._sae is not None:
-                        acts = self._sae.encode(acts)
-                    parts.append(acts.detach().double().cpu().numpy())
-        finally:
-            for e, op in zip(self._edits, old_ops, strict=True):
-                e.op, e.enabled = op, False
-        A = np.concatenate(parts)
-        if not np.isfinite(A).all():
-            raise ValueError("the edited representation contains NaN or Inf; use a smaller steering amount")
-        return A
+    def _show(self, r: AlignmentResult) -> None:
+        self.ablated = list(r.ablated)
+        self.steer_feature = r.steer_feature
+        self.steer_alpha = r.steer_alpha
+        self.epsilon = r.epsilon
+        self.coupling = r.coupling
+        self.embed_a = r.embed_a
+        if r.confusion is not None:
+            self.confusion = r.confusion
+        self.scores = r.scores
+        self.baseline_scores = r.baseline_scores
 
 
 # --------------------------------------------------------------------------- helpers
-class _Pca:
-    """2-D PCA fitted once; later (edited) data is projected into the same frame."""
-
-    def __init__(self, X: np.ndarray) -> None:
-        self.mean = X.mean(0)
-        Xc = X - self.mean
-        _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-        comps = vt[:2]
-        if comps.shape[0] < 2:
-            comps = np.vstack([comps, np.zeros((2 - comps.shape[0], X.shape[1]))])
-        # deterministic signs: the largest loading of each component is positive
-        signs = np.sign(comps[np.arange(2), np.abs(comps).argmax(1)])
-        self.comps = comps * np.where(signs == 0, 1, signs)[:, None]
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean) @ self.comps.T).astype(np.float32)
-
-
-def _inputs(inputs: Any) -> torch.Tensor:
-    X = as_inputs(inputs)[0]
-    if X.ndim < 2 or X.shape[0] < 2:
-        raise ValueError(f"inputs must have shape (n, ...) with n >= 2; got {tuple(X.shape)}")
-    return X
-
-
-def _labels(labels: Any, n: int, name: str, side: str) -> np.ndarray | None:
-    if labels is None:
-        return None
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels).reshape(-1) if np.ndim(labels) == 1 else np.asarray(labels)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must hold one label per {side} point ({n}); got shape {arr.shape}")
-    return arr
-
-
-def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    return np.arange(n) if n <= k else np.sort(rng.choice(n, size=k, replace=False))
-
-
-def _classes(
-    la: np.ndarray | None, lb: np.ndarray | None, ia: np.ndarray, ib: np.ndarray, names: list[str] | None
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Class names of the union of labels and the code (index) of each subsampled point (-1 without labels)."""
-    parts = [x for x in (None if la is None else la[ia], None if lb is None else lb[ib]) if x is not None]
-    if not parts:
-        return [], np.full(ia.size, -1), np.full(ib.size, -1)
-    if (
-        len(parts) == 2
-        and parts[0].dtype.kind != parts[1].dtype.kind
-        and "U" in (parts[0].dtype.kind, parts[1].dtype.kind)
-    ):
-        raise ValueError("labels_a and labels_b must be of the same kind (both numbers or both strings)")
-    classes = np.unique(np.concatenate(parts))
-    code = lambda lab, idx: np.full(idx.size, -1) if lab is None else np.searchsorted(classes, lab[idx])  # noqa: E731
-    ca, cb = code(la, ia), code(lb, ib)
-    if names is not None:
-        if classes.dtype.kind not in "iu" or classes.min() < 0 or classes.max() >= len(names):
-            raise ValueError(f"class_names has {len(names)} names but the labels are {classes.tolist()[:10]}")
-        text = [str(names[int(c)]) for c in classes]
-    else:
-        text = [str(c) for c in classes]
-    return text, ca, cb
-
-
-def _scores(al: Alignment) -> dict[str, Any]:
-    out: dict[str, Any] = {k: float(v) for k, v in al.scores.items()}
-    out.update(
-        gw_cost=float(al.gw_cost), n_iter=int(al.n_iter), converged=bool(al.converged), seconds=round(al.seconds, 3)
-    )
-    return out
-
-
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
