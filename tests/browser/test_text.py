@@ -54,9 +54,14 @@ def test_text_feature_highlight_follows_the_switch(tour):
         assert cell.locator(".sw-gen-base").text_content() == tour.eval("text_lab.generated_baseline")
         assert len(tour.eval("text_lab.generated_baseline")) == 16
 
-        # switch the latent off in the browser: the highlight goes, the kernel agrees
+        # switch the latent off in the browser: the highlight goes, the kernel agrees. 256 latents: the list
+        # renders only the rows in view, so find the latent by its index first
+        assert cell.locator(".sw-features.sw-virtual").count() == 1
+        cell.locator(".sw-search").fill(f"#{latent}")
+        toggle = cell.locator(f'.sw-feature[data-feature="{latent}"] .sw-toggle')
+        assert cell.locator(".sw-feature").count() == 1
         rev = int(root.get_attribute("data-rev"))
-        cell.locator(".sw-toggle").nth(latent).uncheck()
+        toggle.uncheck()
         page.wait_for_function(
             "([s, rev]) => Number(document.querySelector(s).dataset.rev) > rev", arg=[f"{sel} .sw-lab", rev]
         )
@@ -64,7 +69,7 @@ def test_text_feature_highlight_follows_the_switch(tour):
         page.wait_for_function(f"() => {tokens}.every(c => c.dataset.act === '0')")  # TopK drops the latent
         assert tour.eval("text_lab.ablated") == [latent]
         assert tour.eval("float(abs(text_lab.positions).max())") == 0.0
-        cell.locator(".sw-toggle").nth(latent).check()
+        toggle.check()
         page.wait_for_function(f"() => {tokens}.some(c => c.dataset.act !== '0')")
         # steer the latent hard from Python: the edited continuation departs, marked in the view
         tour.execute("import numpy as np\n_p = np.zeros(256, np.float32); _p[text_latent] = 8.0; text_lab.steer = _p")
