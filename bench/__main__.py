@@ -20,6 +20,7 @@ MODULES = {
     "cohort": "bench.cohort",
     "latency": "bench.latency",
     "scale": "bench.scale",
+    "dist": "bench.dist",
 }
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 #: Benchmarks in the order ``python -m bench all`` runs them (and the doc lists them).
-NAMES = ("hooks", "engine", "cache", "import", "wire", "toy", "sae", "cohort", "align", "latency", "scale")
+NAMES = ("hooks", "engine", "cache", "import", "wire", "toy", "sae", "cohort", "align", "latency", "scale", "dist")
 
 TITLES = {
     "align": "GW alignment of two representation spaces (`python -m bench align`)",
@@ -32,6 +32,7 @@ TITLES = {
     "engine": "Engine vs peers and the work it avoids (`python -m bench engine`)",
     "cohort": "FeatureLab cohort view at 10,000 records (`python -m bench cohort`)",
     "sae": "Sparse autoencoders: recovery and a fair race with SAELens (`python -m bench sae`)",
+    "dist": "Past one machine: activation store, SAE training on ranks (`python -m bench dist`)",
     "scale": "Live at the size users bring: GPT-2-small, 24,576-latent SAE, ResNet-50 (`python -m bench scale`)",
 }
 

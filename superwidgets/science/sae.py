@@ -23,6 +23,7 @@ pickle), and :func:`load_saelens` imports an SAE saved by SAELens.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -349,6 +350,9 @@ class TopKSAE(_SAEBase):
     """
 
     arch = "topk"
+    #: Under ``torch.distributed`` training (:mod:`superwidgets.scale.train`): averages a batch statistic
+    #: over the ranks, so the AuxK loss is normalised by the global batch's error, as on one process.
+    _batch_mean: Any = None
 
     def __init__(
         self,
@@ -408,7 +412,10 @@ class TopKSAE(_SAEBase):
                 err = (x - x_hat).detach()
                 z = self._topk(pre.index_select(1, idx), min(self.aux_k, idx.numel()))
                 aux = (z @ W_dec.index_select(0, idx) - err).pow(2).sum(-1).mean()
-                aux = aux / err.pow(2).sum(-1).mean().clamp_min(1e-12)
+                norm = err.pow(2).sum(-1).mean()
+                if self._batch_mean is not None:  # the whole batch's error norm when it is split over ranks
+                    norm = self._batch_mean(norm)
+                aux = aux / norm.clamp_min(1e-12)
         total = mse + self.aux_coef * aux
         zero = mse.new_zeros(())
         return total, {"mse": mse.detach(), "sparsity": zero, "aux": aux.detach(), "codes": c.detach()}
@@ -1159,8 +1166,112 @@ dead_after, aux_k, aux_coef, bandwidth, init_threshold, warmup, log_every
     t_start = time.perf_counter()
     X = _as_acts(acts)
     home = X.device
-    a = _arch(arch)
     N, d = X.shape
+    recipe = _recipe(
+        N,
+        d,
+        arch=arch,
+        width=width,
+        k=k,
+        l1=l1,
+        l0=l0,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        resample_dead=resample_dead,
+        dead_after=dead_after,
+        aux_k=aux_k,
+        aux_coef=aux_coef,
+        bandwidth=bandwidth,
+        init_threshold=init_threshold,
+        warmup=warmup,
+        log_every=log_every,
+    )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    X = X.to(dev, torch.float32)
+    mean = X.mean(0)
+    scale = 1.0
+    if normalize:
+        var = (X - mean).pow(2).sum(1).mean().item()
+        scale = 1.0 / math.sqrt(var) if var > 0 else 1.0
+        X = X * scale
+        mean = mean * scale
+    trainer = _Trainer(recipe, mean, dev, pool=X)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=recipe.steps, desc=f"train_sae {recipe.arch}", leave=True, unit="step")
+    batches = _Batches(N, recipe.batch_size, stream(recipe.seed, "train.batches"))
+    try:
+        with trainer.threads():
+            for _ in range(recipe.steps):
+                idx = next(batches).to(dev)
+                if trainer.step(X.index_select(0, idx)) and bar is not None:
+                    h = trainer.hist
+                    bar.set_postfix(
+                        loss=f"{h['loss'][-1]:.4f}",
+                        l0=f"{h['l0'][-1]:.1f}",
+                        dead=f"{h['dead_fraction'][-1]:.0%}",
+                        refresh=False,
+                    )
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer.finish(scale, home, seconds=time.perf_counter() - t_start)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+    """A validated training recipe: everything :class:`_Trainer` needs besides the data."""
+
+    arch: str
+    d: int
+    width: int
+    hparams: dict[str, Any]
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    resample_dead: bool | None
+    dead_after: int
+    warmup: float
+    log_every: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The recipe as a JSON-able dict (checkpoints record it to refuse resuming another run)."""
+        return dataclasses.asdict(self)
+
+
+def _recipe(
+    N: int,
+    d: int,
+    *,
+    arch: str,
+    width: int | None,
+    k: int | None,
+    l1: float | None,
+    l0: float | None,
+    steps: int,
+    batch_size: int,
+    lr: float | None,
+    seed: int,
+    resample_dead: bool | None,
+    dead_after: int | None,
+    aux_k: int | None,
+    aux_coef: float | None,
+    bandwidth: float | None,
+    init_threshold: float | None,
+    warmup: float,
+    log_every: int,
+) -> _Recipe:
+    """Check the training arguments of :func:`fit_sae` for ``N`` activations of width ``d``; fill defaults."""
+    a = _arch(arch)
     width = 8 * d if width is None else _check_size("width", width)
     steps = _check_size("steps", steps)
     batch_size = _check_size("batch_size", batch_size)
@@ -1184,136 +1295,228 @@ dead_after, aux_k, aux_coef, bandwidth, init_threshold, warmup, log_every
             raise ValueError(f"k = {hp['k']} is larger than width = {width}; pick k <= width")
     lr = default_lr(d) if lr is None else _check_float("lr", lr, positive=True)
     dead_after = min(N, 25 * batch_size) if dead_after is None else _check_size("dead_after", dead_after)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return _Recipe(
+        arch=a,
+        d=int(d),
+        width=width,
+        hparams=hp,
+        steps=steps,
+        batch_size=batch_size,
+        lr=float(lr),
+        seed=int(seed),
+        resample_dead=resample_dead,
+        dead_after=int(dead_after),
+        warmup=warmup,
+        log_every=log_every,
+    )
 
-    sae = make_sae(a, d, width, seed=seed, **hp)
-    init_norm = _DECODER_INIT_NORM[a]
-    free = init_norm is not None  # decoder rows free during training (folded to unit norm at the end)
-    if free:
-        with torch.no_grad():
-            sae.W_dec.mul_(init_norm)
-            sae.W_enc.mul_(init_norm)
-        if isinstance(sae, TopKSAE):
-            sae.rescale_by_decoder_norm = True
-    X = X.to(dev, torch.float32)
-    mean = X.mean(0)
-    scale = 1.0
-    if normalize:
-        var = (X - mean).pow(2).sum(1).mean().item()
-        scale = 1.0 / math.sqrt(var) if var > 0 else 1.0
-        X = X * scale
-        mean = mean * scale
-    with torch.no_grad():
-        sae.b_dec.copy_(mean.cpu())
-    sae = sae.to(dev)
-    sae.train()
-    # the dictionary (W_enc, W_dec) trains at lr; biases, thresholds and gate scales at lr · _OTHER_LR
-    dictionary = [sae.W_enc, sae.W_dec]
-    others = [p for p in sae.parameters() if all(p is not q for q in dictionary)]
-    groups = [{"params": dictionary, "mult": 1.0}, {"params": others, "mult": _OTHER_LR}]
-    # the fused kernel: one pass per tensor instead of about ten (bit-for-bit Adam's update up to rounding)
-    opt = torch.optim.Adam(groups, lr=lr, fused=dev.type in ("cpu", "cuda"))
-    params = [*dictionary, *others]
-    n_warm = int(warmup * steps)
-    decay_from = int(0.8 * steps)
 
-    def lr_at(step: int) -> float:
-        f = 1.0
-        if n_warm and step < n_warm:
-            f = (step + 1) / n_warm
-        if step >= decay_from:
-            f = min(f, (steps - step) / max(1, steps - decay_from))
-        return lr * f
+class _Trainer:
+    """One SAE's training state, advanced one optimisation step at a time (the loop of :func:`fit_sae`).
 
-    gen = stream(seed, "train.batches")
-    gen_resample = stream(seed, "train.resample")
-    since = torch.zeros(width, dtype=torch.long, device=dev)  # activations since each latent last fired
-    resample_at = set()
-    if resample_dead and a in ("relu", "gated"):  # None (default): not resampled, as their recipes
-        resample_at = {int(steps * f) for f in (0.1, 0.2, 0.3, 0.4, 0.5)} - {0}
-    hist: dict[str, list[float]] = {k_: [] for k_ in ("step", "loss", "mse", "l0", "dead_fraction", "aux")}
-    hist["resampled"] = []
+    ``step(x)`` takes a batch of normalised activations; :func:`fit_sae` feeds it batches of a tensor
+    and :mod:`superwidgets.scale.train` batches of an on-disk store under ``torch.distributed``.
+    For the distributed case three hooks replace the single-process defaults: ``loss_fn`` (a
+    DDP-wrapped ``sae.loss``, whose backward averages the gradients over ranks), ``all_fired``
+    (OR of the per-latent "fired in this batch" flags over ranks) and ``mean`` (average of logged
+    scalars over ranks); ``rows_per_step`` is the global batch. :meth:`state` / :meth:`load_state`
+    hold everything the next step depends on, for checkpoints.
+    """
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"train_sae {a}", leave=True, unit="step")
-    batches = _batches(N, batch_size, gen)
-    dead: torch.Tensor | None = None
-    # Small SAEs on a CPU run fastest on one thread: their matrices are too small to split, and
-    # on a busy machine extra threads mostly wait (6× slower measured at d = 6, 24 latents).
-    threads = torch.get_num_threads()
-    one_thread = dev.type == "cpu" and d * width <= _ONE_THREAD_BELOW
-    if one_thread:
-        torch.set_num_threads(1)
-    try:
-        for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step) * group["mult"]
-            idx = next(batches).to(dev)
-            x = X.index_select(0, idx)
-            if step % 10 == 0 and resample_dead is not False:  # dead status changes slowly: refresh it every 10 steps
-                dead_mask = since >= dead_after
-                dead = dead_mask if bool(dead_mask.any()) else None
-            ramp = min(1.0, (step + 1) / n_warm) if n_warm else 1.0
-            loss, parts = sae.loss(x, dead=dead, sparsity_scale=ramp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if not free:
-                sae.remove_parallel_grads()
-            if _CLIP_GRAD_NORM:
-                _clip_grad_norm(params, _CLIP_GRAD_NORM)
-            opt.step()
+    def __init__(
+        self,
+        recipe: _Recipe,
+        mean: torch.Tensor,
+        dev: torch.device,
+        *,
+        pool: Any,
+        loss_fn: Any = None,
+        all_fired: Any = None,
+        mean_fn: Any = None,
+        rows_per_step: int | None = None,
+    ) -> None:
+        self.recipe = r = recipe
+        self.dev = dev
+        self.pool = pool  # rows for resampling dead latents: ``pool.shape[0]``, ``pool.device``, ``pool[idx]``
+        a = r.arch
+        sae = make_sae(a, r.d, r.width, seed=r.seed, **r.hparams)
+        init_norm = _DECODER_INIT_NORM[a]
+        self.free = init_norm is not None  # decoder rows free during training (folded to unit norm at the end)
+        if self.free:
             with torch.no_grad():
-                if not free:
-                    sae.normalize_decoder()
-                if isinstance(sae, JumpReLUSAE):
-                    sae.threshold.clamp_(min=1e-6)
-                fired = parts["codes"].amax(0) > 0  # codes are >= 0 (a max is cheaper than any() down columns)
-                since += x.shape[0]
-                since.masked_fill_(fired, 0)
-            if step + 1 in resample_at:
-                n_res = _resample(sae, opt, since >= dead_after, X, gen_resample)
-                since[since >= dead_after] = 0
-                hist["resampled"].append(float(n_res))
-            if step % log_every == 0 or step == steps - 1:
-                l0 = (parts["codes"] > 0).sum(-1).float().mean().item()
-                dead_frac = (since >= dead_after).float().mean().item()
-                hist["step"].append(float(step))
-                hist["loss"].append(loss.item())
-                hist["mse"].append(parts["mse"].item())
-                hist["l0"].append(l0)
-                hist["dead_fraction"].append(dead_frac)
-                hist["aux"].append(parts["aux"].item())
-                if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{hist['loss'][-1]:.4f}", l0=f"{l0:.1f}", dead=f"{dead_frac:.0%}", refresh=False
-                    )
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if one_thread:
-            torch.set_num_threads(threads)
-        if bar is not None:
-            bar.close()
-    sae.eval()
-    if free:
-        sae.fold_decoder_norms()
-        if isinstance(sae, TopKSAE):
-            sae.rescale_by_decoder_norm = False
-    if scale != 1.0:
-        sae._fold_scale(scale)
-    sae = sae.to(home)
-    for p in sae.parameters():
-        p.requires_grad_(True)
-        p.grad = None
-    hist["scale"] = [scale]
-    hist["seconds"] = [time.perf_counter() - t_start]
-    sae.history = hist
-    return sae
+                sae.W_dec.mul_(init_norm)
+                sae.W_enc.mul_(init_norm)
+            if isinstance(sae, TopKSAE):
+                sae.rescale_by_decoder_norm = True
+        with torch.no_grad():
+            sae.b_dec.copy_(mean.cpu())
+        sae = sae.to(dev)
+        sae.train()
+        self.sae = sae
+        # the dictionary (W_enc, W_dec) trains at lr; biases, thresholds and gate scales at lr · _OTHER_LR
+        dictionary = [sae.W_enc, sae.W_dec]
+        others = [p for p in sae.parameters() if all(p is not q for q in dictionary)]
+        groups = [{"params": dictionary, "mult": 1.0}, {"params": others, "mult": _OTHER_LR}]
+        # the fused kernel: one pass per tensor instead of about ten (bit-for-bit Adam's update up to rounding)
+        self.opt = torch.optim.Adam(groups, lr=r.lr, fused=dev.type in ("cpu", "cuda"))
+        self.params = [*dictionary, *others]
+        self.n_warm = int(r.warmup * r.steps)
+        self.decay_from = int(0.8 * r.steps)
+        self.gen_resample = stream(r.seed, "train.resample")
+        self.since = torch.zeros(r.width, dtype=torch.long, device=dev)  # activations since each latent last fired
+        self.resample_at: set[int] = set()
+        if r.resample_dead and a in ("relu", "gated"):  # None (default): not resampled, as their recipes
+            self.resample_at = {int(r.steps * f) for f in (0.1, 0.2, 0.3, 0.4, 0.5)} - {0}
+        self.hist: dict[str, list[float]] = {k_: [] for k_ in ("step", "loss", "mse", "l0", "dead_fraction", "aux")}
+        self.hist["resampled"] = []
+        self.dead: torch.Tensor | None = None
+        self.step_index = 0
+        self.loss_fn = loss_fn if loss_fn is not None else sae.loss
+        self.all_fired = all_fired
+        self.mean_fn = mean_fn
+        self.rows_per_step = rows_per_step
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the dictionary at ``step``: linear warm-up, then linear decay over the last 20 %."""
+        r = self.recipe
+        f = 1.0
+        if self.n_warm and step < self.n_warm:
+            f = (step + 1) / self.n_warm
+        if step >= self.decay_from:
+            f = min(f, (r.steps - step) / max(1, r.steps - self.decay_from))
+        return r.lr * f
+
+    def threads(self) -> Any:
+        """A context that trains small SAEs on a CPU on one thread (restoring the count after).
+
+        Small SAEs on a CPU run fastest on one thread: their matrices are too small to split, and
+        on a busy machine extra threads mostly wait (6× slower measured at d = 6, 24 latents).
+        """
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx() -> Iterator[None]:
+            threads = torch.get_num_threads()
+            one = self.dev.type == "cpu" and self.recipe.d * self.recipe.width <= _ONE_THREAD_BELOW
+            if one:
+                torch.set_num_threads(1)
+            try:
+                yield
+            finally:
+                if one:
+                    torch.set_num_threads(threads)
+
+        return ctx()
+
+    def step(self, x: torch.Tensor) -> bool:
+        """One optimisation step on the batch ``x`` (normalised activations); True when it logged history."""
+        r, sae, opt, step = self.recipe, self.sae, self.opt, self.step_index
+        for group in opt.param_groups:
+            group["lr"] = self.lr_at(step) * group["mult"]
+        if step % 10 == 0 and r.resample_dead is not False:  # dead status changes slowly: refresh it every 10 steps
+            dead_mask = self.since >= r.dead_after
+            self.dead = dead_mask if bool(dead_mask.any()) else None
+        ramp = min(1.0, (step + 1) / self.n_warm) if self.n_warm else 1.0
+        loss, parts = self.loss_fn(x, dead=self.dead, sparsity_scale=ramp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if not self.free:
+            sae.remove_parallel_grads()
+        if _CLIP_GRAD_NORM:
+            _clip_grad_norm(self.params, _CLIP_GRAD_NORM)
+        opt.step()
+        with torch.no_grad():
+            if not self.free:
+                sae.normalize_decoder()
+            if isinstance(sae, JumpReLUSAE):
+                sae.threshold.clamp_(min=1e-6)
+            fired = parts["codes"].amax(0) > 0  # codes are >= 0 (a max is cheaper than any() down columns)
+            if self.all_fired is not None:
+                fired = self.all_fired(fired)
+            self.since += x.shape[0] if self.rows_per_step is None else self.rows_per_step
+            self.since.masked_fill_(fired, 0)
+        if step + 1 in self.resample_at:
+            n_res = _resample(sae, opt, self.since >= r.dead_after, self.pool, self.gen_resample)
+            self.since[self.since >= r.dead_after] = 0
+            self.hist["resampled"].append(float(n_res))
+        self.step_index = step + 1
+        if not (step % r.log_every == 0 or step == r.steps - 1):
+            return False
+        l0 = (parts["codes"] > 0).sum(-1).float().mean()
+        values = torch.stack([loss.detach(), parts["mse"], l0, parts["aux"]])
+        if self.mean_fn is not None:
+            values = self.mean_fn(values)
+        loss_v, mse_v, l0_v, aux_v = values.tolist()
+        hist = self.hist
+        hist["step"].append(float(step))
+        hist["loss"].append(loss_v)
+        hist["mse"].append(mse_v)
+        hist["l0"].append(l0_v)
+        hist["dead_fraction"].append((self.since >= r.dead_after).float().mean().item())
+        hist["aux"].append(aux_v)
+        return True
+
+    def finish(self, scale: float, home: torch.device, *, seconds: float) -> _SAEBase:
+        """Fold the decoder norms and the input scale into the weights; the SAE in eval mode on ``home``."""
+        sae = self.sae
+        sae.eval()
+        if self.free:
+            sae.fold_decoder_norms()
+            if isinstance(sae, TopKSAE):
+                sae.rescale_by_decoder_norm = False
+        if scale != 1.0:
+            sae._fold_scale(scale)
+        sae = sae.to(home)
+        for p in sae.parameters():
+            p.requires_grad_(True)
+            p.grad = None
+        hist = {k_: list(v) for k_, v in self.hist.items()}
+        hist["scale"] = [scale]
+        hist["seconds"] = [seconds]
+        sae.history = hist
+        return sae
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything the next step depends on: ``(tensors, json-able dict)``."""
+        tensors: dict[str, torch.Tensor] = {}
+        for name, p in self.sae.named_parameters():
+            tensors[f"sae.{name}"] = p.detach().cpu().contiguous().clone()
+        for i, p in enumerate(self.params):
+            for key, v in self.opt.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"adam.{i}.{key}"] = v.detach().cpu().contiguous().clone()
+        tensors["since"] = self.since.cpu().clone()
+        if self.dead is not None:
+            tensors["dead"] = self.dead.cpu().to(torch.uint8)
+        tensors["rng.resample"] = self.gen_resample.get_state()
+        meta = {"step": self.step_index, "hist": self.hist, "recipe": self.recipe.to_json()}
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned (same recipe)."""
+        with torch.no_grad():
+            for name, p in self.sae.named_parameters():
+                p.copy_(tensors[f"sae.{name}"].to(p.device, p.dtype))
+        for i, p in enumerate(self.params):
+            st = {}
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                t = tensors.get(f"adam.{i}.{key}")
+                if t is None:
+                    continue
+                if key == "step":
+                    st[key] = t.to(p.device if self.opt.defaults.get("fused") else "cpu").clone()
+                else:  # the moments keep the parameter's memory layout (the fused kernel assumes it)
+                    st[key] = torch.empty_like(p, memory_format=torch.preserve_format).copy_(t)
+            if st:
+                self.opt.state[p] = st
+        self.since = tensors["since"].to(self.dev).clone()
+        self.dead = tensors["dead"].to(self.dev).bool() if "dead" in tensors else None
+        self.gen_resample.set_state(tensors["rng.resample"].clone())
+        self.step_index = int(meta["step"])
+        self.hist = {k_: [float(v) for v in vs] for k_, vs in meta["hist"].items()}
 
 
 def default_lr(d: int) -> float:
@@ -1362,12 +1565,27 @@ def _clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> None:
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless mini-batches of row indices: shuffled epochs, seeded."""
-    buf = torch.empty(0, dtype=torch.long)
-    while True:
-        while buf.numel() < batch_size:
-            buf = torch.cat([buf, torch.randperm(n, generator=gen)])
-        out, buf = buf[:batch_size], buf[batch_size:]
-        yield out
+    return _Batches(n, batch_size, gen)
+
+
+class _Batches:
+    """Endless mini-batches of row indices ``< n``: shuffled epochs from ``gen``, checkpointable.
+
+    Its whole state is ``gen``'s state and ``buf`` (the indices drawn but not yet handed out).
+    """
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.buf = torch.empty(0, dtype=torch.long)
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        while self.buf.numel() < self.batch_size:
+            self.buf = torch.cat([self.buf, torch.randperm(self.n, generator=self.gen)])
+        out, self.buf = self.buf[: self.batch_size], self.buf[self.batch_size :]
+        return out
 
 
 @torch.no_grad()
