@@ -395,6 +395,22 @@ describe("thousands of features (a 24,576-latent SAE)", () => {
     );
   });
 
+  test("a new input keeps the list where it was scrolled (by index); most active first starts at the top", async () => {
+    mount(big());
+    const list = $(".sw-features");
+    list.scrollTop = 5_000 * LAB_ROW_HEIGHT;
+    list.dispatchEvent(new Event("scroll"));
+    await new Promise<void>((done) => requestAnimationFrame(() => done()));
+    await model.update({ index: 1, rev: 2 });
+    expect(list.scrollTop).toBe(5_000 * LAB_ROW_HEIGHT);
+    expect(Math.min(...shownRows())).toBe(5_000 - OVERSCAN);
+    const select = $<HTMLSelectElement>(".sw-order");
+    select.value = "activation";
+    select.dispatchEvent(new Event("change"));
+    expect(list.scrollTop).toBe(0);
+    expect(shownRows()[0]).toBe(20_000);
+  });
+
   test("search finds a feature by #index or by name; blank shows all again", () => {
     mount(big());
     const search = $<HTMLInputElement>(".sw-search");

@@ -324,7 +324,9 @@ function render({ model, el }: Pick<RenderProps<LabState>, "model" | "el">): () 
    * edits never move rows. */
   function orderFeatures(force = false): void {
     const fo = model.get("feature_order") ?? null;
-    const key = `${order.value}|${model.get("index")}|${model.get("feature_names").length}|${search.value}|${model.get("order_by")}|${fo ? (decodeArray(fo)?.[0] ?? "") : ""}`;
+    // by index the order never depends on the shown input: a new input keeps the list where it was scrolled
+    const perInput = order.value === "index" ? "" : String(model.get("index"));
+    const key = `${order.value}|${perInput}|${model.get("feature_names").length}|${search.value}|${model.get("order_by")}|${fo ? (decodeArray(fo)?.[0] ?? "") : ""}`;
     if (!force && key === orderedFor) return;
     orderedFor = key;
     const names = model.get("feature_names");
