@@ -240,24 +240,36 @@ describe("FeatureDashboard view", () => {
   test("sort, go-to and Open in FeatureLab send messages; errors and notices show as text", async () => {
     mount();
     const sort = $<HTMLSelectElement>(".sw-sort");
-    expect(Array.from(sort.options).map((o) => o.value)).toEqual(["frequency", "max_activation", "index", "effect:0", "effect:1"]);
+    expect(Array.from(sort.options).map((o) => o.value)).toEqual([
+      "frequency", "max_activation", "index", "effect:0", "effect:1", "attribution:0", "attribution:1",
+    ]);
     sort.value = "effect:1";
     sort.dispatchEvent(new Event("change", { bubbles: true }));
     expect(model.sent[0].content).toEqual({ type: "sort", seq: 0, origin: "", by: "effect", class: 1 });
     await model.update({ order: wireI32([1, 2, 3, 0]), sort_by: "effect", sort_class: 1, rev: 2 });
     expect(rows().map((r) => r.dataset.feature)).toEqual(["1", "2", "3", "0"]);
     expect(sort.value).toBe("effect:1");
+    // attribution to a class on one input: Python sends the order; the menu names the input
+    sort.value = "attribution:0";
+    sort.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.sent[1].content).toEqual({ type: "sort", seq: 0, origin: "", by: "attribution", class: 0 });
+    await model.update({ order: wireI32([3, 0, 2, 1]), sort_by: "attribution", sort_class: 0, sort_input: 7, rev: 3 });
+    expect(rows().map((r) => r.dataset.feature)).toEqual(["3", "0", "2", "1"]);
+    expect(sort.value).toBe("attribution:0");
+    expect(sort.selectedOptions[0].textContent).toBe("attribution to benign (input 7)");
+    model.sent.length = 0;
+    await model.update({ order: wireI32([1, 2, 3, 0]), sort_by: "effect", sort_class: 1, rev: 4 });
     const go = $<HTMLInputElement>(".sw-goto");
     go.value = "99";
     go.dispatchEvent(new Event("change", { bubbles: true }));
-    expect(model.sent[1].content).toMatchObject({ type: "request", feature: 99 });
-    await model.update({ seq: 1, origin: viewId(), error: XSS, rev: 3 });
+    expect(model.sent[0].content).toMatchObject({ type: "request", feature: 99 });
+    await model.update({ seq: 1, origin: viewId(), error: XSS, rev: 5 });
     expect($(".sw-error").textContent).toBe(XSS);
     expect($(".sw-error").hidden).toBe(false);
     expect($(".sw-dash").dataset.selected).toBe("3");
     $<HTMLButtonElement>(".sw-open-lab").click();
-    expect(model.sent[2].content).toEqual({ type: "open_lab", seq: 0, origin: "", feature: 3 });
-    await model.update({ notice: "opened latent 3 in a new FeatureLab", lab_linked: true, rev: 4 });
+    expect(model.sent[1].content).toEqual({ type: "open_lab", seq: 0, origin: "", feature: 3 });
+    await model.update({ notice: "opened latent 3 in a new FeatureLab", lab_linked: true, rev: 6 });
     expect($(".sw-notice").textContent).toBe("opened latent 3 in a new FeatureLab");
   });
 

@@ -34,6 +34,8 @@ export interface DashboardState {
   progress_what: string;
   n_dead: number;
   sort_by: string;
+  /** Input whose prediction `sort_by === "attribution"` attributes. */
+  sort_input?: number;
   sort_class: number;
   order: WireArray | null;
   selected: number;
@@ -74,7 +76,7 @@ export interface DashboardState {
 const KEYS: KeyTable<DashboardState> = {
   site: true, n_inputs: true, input_kind: true, spatial_site: true, feature_names: true, class_names: true,
   frequency: true, max_activation: true, effect: true, effect_inputs: true, effect_candidates: true,
-  effect_pending: true, progress_done: true, progress_total: true, progress_what: true, n_dead: true, sort_by: true,
+  effect_pending: true, progress_done: true, progress_total: true, progress_what: true, n_dead: true, sort_by: true, sort_input: true,
   sort_class: true, order: true, selected: true, n_active: true, act_hist: true, act_edges: true, top_indices: true,
   top_values: true, top_labels: true, top_images: true, top_maps: true, field_names: true, field_units: true,
   top_fields: true, top_tokens: true, top_positions: true, top_field_values: true, top_field_z: true,
@@ -295,6 +297,9 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
       ["index", "index"],
     ];
     if (model.get("effect_candidates") > 0 || model.get("effect")) classes.forEach((c, i) => opts.push([`effect:${i}`, `|Δ ${c}| when ablated`]));
+    // attribution to one class's prediction on one input (Python computes the order: gradient × activation,
+    // the top 16 by their exact ablation effect)
+    classes.forEach((c, i) => opts.push([`attribution:${i}`, `attribution to ${c} (input ${model.get("sort_input") ?? 0})`]));
     sort.replaceChildren(...opts.map(([v, t]) => h("option", { value: v }, t)));
     effectClassSel.replaceChildren(...classes.map((c, i) => h("option", { value: i }, c)));
   }
@@ -376,7 +381,8 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
       `${L} latents · ${model.get("n_dead")} dead` +
       (effN && eff ? ` · Δ = mean change of ${classes[sortClass] ?? sortClass} over ${effN} inputs when ablated` + (cand < L ? ` (the ${cand} most frequent latents)` : "") : "") +
       (query.trim() ? ` · ${shown.length} match “${query.trim()}”` : "");
-    sort.value = byEffect ? `effect:${sortClass}` : model.get("sort_by");
+    const by = model.get("sort_by");
+    sort.value = byEffect || by === "attribution" ? `${by}:${sortClass}` : by;
     goto.max = String(Math.max(0, L - 1));
     const at = shown.indexOf(selected);
     cursor = at >= 0 ? at : Math.min(cursor, Math.max(0, shown.length - 1));
@@ -614,7 +620,7 @@ function render({ model, el }: Pick<RenderProps<DashboardState>, "model" | "el">
     const progressKeys: ReadonlyArray<keyof DashboardState> = ["progress_done", "progress_total", "progress_what"];
     if (progressKeys.some((k) => changed.has(k))) showProgress();
     if ([...changed].every((k) => progressKeys.includes(k))) return; // sent mid-computation, ahead of its result
-    if (changed.has("feature_names") || changed.has("effect") || changed.has("effect_candidates")) buildSortOptions();
+    if (changed.has("feature_names") || changed.has("effect") || changed.has("effect_candidates") || changed.has("sort_input")) buildSortOptions();
     if (["feature_names", "effect", "order", "frequency", "sort_class"].some((k) => changed.has(k as keyof DashboardState))) buildList();
     if (changed.has("steer_max") || changed.has("lab_linked")) showControls();
     const state = conn.answer(co);

@@ -364,3 +364,29 @@ def test_constructor_arguments(cancer, sae):
         assert len(fig.axes) == 5
     finally:
         lens.close()
+
+
+def test_sorting_by_attribution_to_one_inputs_prediction(dash, cancer, sae):
+    from superwidgets.analysis.rank import rank_features
+
+    _, data = cancer
+    dash.sort_input = 38
+    dash.sort("attribution", 0)
+    assert (dash.sort_by, dash.sort_class, dash.sort_input) == ("attribution", 0, 38)
+    want = rank_features(dash.lens, data.X[38:39], "hidden", basis=sw.SAE(sae), by="attribution", target=0)
+    np.testing.assert_array_equal(dash.order, want.order)
+    # the first latents are the ones whose exact ablation moves class 0 of input 38 most
+    first = int(dash.order[0])
+    biggest = np.nanmax(np.abs(want.effects))
+    assert np.isfinite(want.effects[first]) and abs(want.effects[first]) == pytest.approx(biggest)
+    assert abs(want.effects[first]) > 0 and not np.array_equal(dash.order, np.argsort(-dash.frequency, kind="stable"))
+    dash.sort_input = 5  # another input: sorted again for it
+    again = rank_features(dash.lens, data.X[5:6], "hidden", basis=sw.SAE(sae), by="attribution", target=0)
+    np.testing.assert_array_equal(dash.order, again.order)
+    with pytest.raises(ValueError, match="out of range"):
+        dash.sort_input = 10**6
+    assert dash.sort_input == 5 and "out of range" in dash.error
+    lab = dash.open_in_lab(first)  # linked: the lab's shown input is the one attributed
+    lab.index = 12
+    dash.sort("attribution", 1)
+    assert dash.sort_input == 12 and dash.error == ""

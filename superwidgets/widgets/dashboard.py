@@ -12,6 +12,7 @@ from torch import nn
 
 from ..analysis.latents import MODES as _MODES
 from ..analysis.latents import LatentStats
+from ..analysis.rank import FeatureRanking, rank_features
 from ..data.inputs import as_inputs as _inputs
 from ..engine import SAE, Lens
 from ._shared import (
@@ -30,7 +31,7 @@ from .lab import FeatureLab
 __all__ = ["FeatureDashboard"]
 
 _READOUTS = ("softmax", "sigmoid", "identity")
-_SORTS = ("frequency", "max_activation", "effect", "index")
+_SORTS = ("frequency", "max_activation", "effect", "attribution", "index")
 #: Largest (parameters × inputs × positions) for which the constructor computes the first latent's cohort
 #: effect itself (about 20 GFLOP); past it the effect follows when the view asks (``effect_pending``).
 _CHEAP_EFFECT = 20_000_000_000
@@ -97,7 +98,7 @@ class FeatureDashboard(WidgetBase):
         tensor, its ``logits``, or its first tensor; a language model's last position).
     feature : int or str, optional
         Latent selected first (default: the first of the sorted list).
-    sort_by : {"frequency", "max_activation", "effect", "index"}
+    sort_by : {"frequency", "max_activation", "effect", "attribution", "index"}
         Initial order of the feature list.
     sort_class : int
         Class whose effect ``sort_by="effect"`` sorts by (largest absolute change first).
@@ -195,6 +196,10 @@ class FeatureDashboard(WidgetBase):
 
     n_dead = traitlets.Int(0).tag(sync=True)
     """int: Number of dead latents (never active on the cohort). Default 0."""
+
+    sort_input = traitlets.Int(0).tag(sync=True)
+    """int: Input whose prediction ``sort_by="attribution"`` attributes (the linked FeatureLab's shown input when
+    one is linked, taken at the time of the sort). Default 0."""
 
     sort_by = traitlets.Unicode("frequency").tag(sync=True)
     """str: Order of the list: ``"frequency"``, ``"max_activation"``, ``"effect"`` or ``"index"``. Setting it
@@ -343,6 +348,7 @@ class FeatureDashboard(WidgetBase):
         lens.bind(site)
         self._lens = lens
         self._site = site
+        self._ranked: tuple[Any, FeatureRanking] | None = None
         self._source = inputs
         self._readout_kind = readout
         self._output = check_output(output)
@@ -753,7 +759,7 @@ class FeatureDashboard(WidgetBase):
 
         self._guard(change, run)
 
-    @traitlets.observe("sort_by", "sort_class")
+    @traitlets.observe("sort_by", "sort_class", "sort_input")
     def _on_python_sort(self, change: dict[str, Any]) -> None:
         def run() -> None:
             by = change["new"] if change["name"] == "sort_by" else self.sort_by
@@ -900,6 +906,11 @@ class FeatureDashboard(WidgetBase):
             return np.asarray(self.max_activation), "max activation"
         if by == "index":
             return -np.arange(len(self.feature_names), dtype=np.float32), "index"
+        if by == "attribution":
+            ranking = self._attribution(cls)
+            key = np.empty(len(ranking.order), dtype=np.float32)
+            key[ranking.order] = -np.arange(len(ranking.order), dtype=np.float32)  # the ranking's order
+            return key, f"attribution to {self.class_names[cls]} on input {self.sort_input}"
         eff = np.abs(self._effect_column()[:, cls])
         return np.where(np.isnan(eff), -np.inf, eff), f"|Δ {self.class_names[cls]}| when ablated"
 
@@ -907,10 +918,38 @@ class FeatureDashboard(WidgetBase):
         if by not in _SORTS:
             raise ValueError(f"sort_by must be one of {_SORTS}, got {by!r}")
         cls = _class_index(cls, len(self.class_names), "sort_class")
-        key, _ = self._sort_key(by, cls)
-        self.order = np.argsort(-key, kind="stable").astype(np.int32)
+        if by == "attribution":
+            self.order = self._attribution(cls).order.astype(np.int32)
+        else:
+            key, _ = self._sort_key(by, cls)
+            self.order = np.argsort(-key, kind="stable").astype(np.int32)
         self.sort_by = by
         self.sort_class = cls
+
+    def _attribution(self, cls: int) -> FeatureRanking:
+        """The latents ordered by attribution to class ``cls`` of input :attr:`sort_input` (the linked
+        FeatureLab's shown input when one is linked): gradient × activation through the SAE's codes, the
+        16 largest re-ordered by their exact ablation effect (:func:`~superwidgets.analysis.rank_features`)."""
+        lab = self._lab
+        if lab is not None and not lab._replaced:
+            self.sort_input = int(lab.index)
+        i = int(self.sort_input)
+        if not 0 <= i < len(self._X):
+            raise ValueError(f"sort_input {i} is out of range; pick 0..{len(self._X) - 1}")
+        key = (i, cls, self._stats)
+        if self._ranked is None or self._ranked[0] != key:
+            ranking = rank_features(
+                self._lens,
+                self._X[i : i + 1],
+                self._site,
+                basis=self._basis,
+                output=self._output,
+                readout=self._readout_kind,
+                by="attribution",
+                target=cls,
+            )
+            self._ranked = (key, ranking)
+        return self._ranked[1]
 
     def _apply(self, feature: Any, mode: Any, steer: Any, effect_class: Any, *, effect: bool = True) -> None:
         """Validate, compute the selected latent's views, then write them (nothing changes on error).
