@@ -621,13 +621,14 @@ class FeatureDashboard(WidgetBase):
             )
             for f in features
         ]
-        # the effect sorts only when their column exists or is quick to compute (at most 4096 latents)
+        # the effect sorts only when their column exists or is quick to compute (at most 4096 latents); the
+        # attribution sorts (the model's gradient on sort_input) only then too
         quick = not self._lens.closed and len(self.feature_names) <= 4096
         effect = self.effect_candidates > 0 and (self._effect_col is not None or quick)
         sort = [
             ({"type": "sort", "by": by, "class": c}, lambda by=by, c=c: self._sort(by, c))
             for by in _SORTS
-            if by != "effect" or effect
+            if (by != "effect" or effect) and (by != "attribution" or quick)
             for c in range(len(self.class_names))
         ]
         sorts = precompute_replies(self, sort, lambda: self._sort(by0, cls0))
