@@ -311,6 +311,8 @@ class LabSession:
         self.selected = -1
         self.last: LabResult | None = None
         self.preemptions = 0
+        #: Seconds the last complete :meth:`cohort` pass took (``None`` before the first).
+        self.cohort_seconds: float | None = None
         self._row_seconds = 1e-3  # shown-input update time: the first guess of a cohort row's cost
         self._token = CancelToken()
         self._coords: tuple[torch.Tensor, np.ndarray] | None = None  # (clean site activation, its coordinates)
@@ -708,6 +710,7 @@ class LabSession:
         else:  # first pass: growing chunks, measured
             rows = 1
         per_row = 0.0
+        began = time.perf_counter()
         while start < n:
             if token.cancelled:
                 return
@@ -734,6 +737,8 @@ class LabSession:
                     self._auto_rows = n if per_row * n <= WHOLE_SECONDS else max(1, int(CHUNK_SECONDS / per_row))
                     rows, measure = self._auto_rows, False
             start = stop
+            if start == n:  # how long a whole pass took (a widget runs a quick one inline, see cohort_seconds)
+                self.cohort_seconds = time.perf_counter() - began
             yield summarise(delta[:start], flips, k, n)
 
     def _chunk(self, start: int, stop: int) -> torch.Tensor:

@@ -38,6 +38,10 @@ __all__ = ["MAX_CLASSES", "FeatureLab", "prediction_of"]
 
 _READOUTS = ("softmax", "sigmoid", "identity")
 
+#: A cohort whose last whole pass took less than this runs inside the update, in its message (a thread's
+#: start and its second message would cost more than the cohort itself); slower ones follow in the background.
+INLINE_COHORT_SECONDS = 0.02
+
 
 class FeatureLab(WidgetBase):
     """Toggle (ablate) and steer the features of one site; watch the predictions.
@@ -867,10 +871,10 @@ class FeatureLab(WidgetBase):
         self._cohort_complete = False
         if session.cohort_top == 0:
             return
-        self.cohort_done = 0
         token = session.token
         self._cohort_token = token
-        if not background:
+        quick = session.cohort_seconds is not None and session.cohort_seconds < INLINE_COHORT_SECONDS
+        if not background or quick:  # a cohort of a few ms: in the same message, no thread to start
             last = None
             for part in session.cohort(chunk_rows=len(self._X), token=token):
                 last = part
@@ -878,6 +882,7 @@ class FeatureLab(WidgetBase):
                 self._write_cohort(last)
                 self._cohort_complete = last.complete
             return
+        self.cohort_done = 0
         thread = threading.Thread(target=self._cohort_job, args=(token,), name="superwidgets-lab-cohort", daemon=True)
         self._thread = thread
         thread.start()
