@@ -1,11 +1,12 @@
 """Science layer: SAEs and toy models of superposition (more to come: metrics, alignment)."""
 
-from . import align, contrastive, geometry, metrics, sae, singlecell, study
+from . import align, contrastive, geometry, metrics, sae, singlecell, ssl, study
 from .align import Alignment, foscttm, gw_align, recall_at_k
 from .contrastive import TwoTower, fit_two_tower
 from .geometry import geometric_fidelity, knn_sd_ratio, ridge_r2
 from .sae import GatedSAE, JumpReLUSAE, ReLUSAE, TopKSAE, fit_sae, load_sae, load_saelens, save_sae, train_sae
 from .singlecell import singlecell_summary, to_anndata
+from .ssl import ConvEncoder, train_ssl
 from .study import (
     contamination_report,
     knn_sd_test,
@@ -29,6 +30,7 @@ from .toy import (
 
 __all__ = [
     "Alignment",
+    "ConvEncoder",
     "GatedSAE",
     "JumpReLUSAE",
     "ReLUSAE",
@@ -66,9 +68,11 @@ __all__ = [
     "save_sae",
     "singlecell",
     "singlecell_summary",
+    "ssl",
     "study",
     "superposition",
     "to_anndata",
     "train_sae",
+    "train_ssl",
     "train_toy",
 ]

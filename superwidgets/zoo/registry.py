@@ -381,6 +381,52 @@ def _evaluate_char(model: nn.Module, data: Any) -> dict[str, Any]:
     return char_metrics(model, data)
 
 
+# --------------------------------------------------------------------------------------------
+# A self-supervised encoder of the cell-state world (never shown a label)
+# --------------------------------------------------------------------------------------------
+
+#: The world of ``neuron-ssl``: ``cell_states(n=SSL_CELLS, seed=0, image_size=SSL_IMAGE_SIZE)``.
+SSL_CELLS = 6000
+SSL_IMAGE_SIZE = 48
+_SSL_WIDTHS = (16, 32, 64, 128)
+_SSL_RECIPE = {
+    "method": "simclr",
+    "epochs": 12,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "temperature": 0.5,
+    "projection_dim": 64,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _cell_world() -> Any:
+    """The cell-state world of ``neuron-ssl``, generated once per process (≈ 8 s)."""
+    from ..data.cellstate import cell_states
+
+    return cell_states(n=SSL_CELLS, seed=0, image_size=SSL_IMAGE_SIZE)
+
+
+def _ssl_encoder() -> nn.Module:
+    from ..science.ssl import ConvEncoder
+
+    torch.manual_seed(0)
+    return ConvEncoder(in_channels=4, widths=_SSL_WIDTHS)
+
+
+def _fit_ssl(model: nn.Module, world: Any, *, generator: torch.Generator, **recipe: Any) -> None:
+    from ..science.ssl import train_ssl
+
+    train_ssl(world.images[world.train], encoder=model, seed=int(generator.initial_seed()), **recipe)
+
+
+def _evaluate_ssl(model: nn.Module, world: Any) -> dict[str, Any]:
+    from ..science.ssl import ssl_card_metrics
+
+    return ssl_card_metrics(model, _ssl_encoder(), world)
+
+
 _REGISTRY: dict[str, Entry] = {
     "breast-cancer-mlp": Entry(
         name="breast-cancer-mlp",
@@ -392,6 +438,19 @@ _REGISTRY: dict[str, Entry] = {
     "neuron-cnn-wide": _neuron_entry("neuron-cnn-wide", "cnn", 48),
     "neuron-record-mlp-narrow": _neuron_entry("neuron-record-mlp-narrow", "mlp", 6),
     "neuron-record-mlp-wide": _neuron_entry("neuron-record-mlp-wide", "mlp", 48),
+    "neuron-ssl": Entry(
+        name="neuron-ssl",
+        architecture=_ssl_encoder,
+        data=_cell_world,
+        description=(
+            f"self-supervised (SimCLR, NT-Xent; never shown a label) CNN encoder of cell-state neuron "
+            f"images (4×{SSL_IMAGE_SIZE}×{SSL_IMAGE_SIZE}): 4 conv stages {_SSL_WIDTHS} with GroupNorm → global "
+            f"average pool → {_SSL_WIDTHS[-1]} features; trained on the world's train wells"
+        ),
+        fit=_fit_ssl,
+        recipe=dict(_SSL_RECIPE),
+        evaluate=_evaluate_ssl,
+    ),
     "char-lm": Entry(
         name="char-lm",
         architecture=_char_lm,
@@ -444,7 +503,9 @@ def load(name: str) -> tuple[nn.Module, Any]:
         The model's data set: a :class:`superwidgets.data.TabularData` for ``breast-cancer-mlp``; the
         :class:`superwidgets.data.NeuronWorld` ``neurons(n=8000, seed=0, image_size=32)`` for the
         ``neuron-*`` models (generated once per process and shared between them: treat it as read-only);
-        the :class:`superwidgets.data.text.CharText` of Python's help pages for ``char-lm``.
+        the :class:`superwidgets.data.text.CharText` of Python's help pages for ``char-lm``; the
+        :class:`superwidgets.data.cellstate.CellStateWorld` ``cell_states(n=6000, seed=0, image_size=48)``
+        for ``neuron-ssl`` (whose model maps images to pooled features, not logits).
 
     Raises
     ------
