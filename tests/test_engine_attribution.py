@@ -273,21 +273,24 @@ def test_a_waiting_attribution_preempts_a_background_run(small_gpt2):
                 outcome.append("preempted")
 
         t = threading.Thread(target=background)
+        inside = threading.Event()
 
         def hold_inside(_m, _a):  # the background run stops inside the model until attribute waits
             if threading.get_ident() == t.ident:
+                inside.set()
                 go.wait(timeout=60)
 
         def release() -> None:
-            while not lens._waiting:  # attribute() has asked for the lens
+            for _ in range(60_000):  # until attribute() has asked for the lens (at most about a minute)
+                if lens._waiting:
+                    break
                 threading.Event().wait(0.001)
             go.set()
 
         handle = model.transformer.h[0].register_forward_pre_hook(hold_inside)
         try:
             t.start()
-            while lens._owner is None:  # the background run holds the lens
-                threading.Event().wait(0.001)
+            assert inside.wait(60)  # the background run holds the lens, stopped inside the model
             releaser = threading.Thread(target=release)
             releaser.start()
             a = attribute(lens, ids, "transformer.h.1", target=lambda o: o.logits[0, -1, 1])
