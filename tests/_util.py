@@ -63,3 +63,22 @@ def check_retraining(name: str, tmp_path, monkeypatch) -> dict:
         agree = (model(x).argmax(-1) == fresh(x).argmax(-1)).float().mean().item()  # classes last (also per position)
     assert agree >= 0.98, f"{name}: retrained model agrees with the shipped one on {agree:.1%} of inputs"
     return card
+
+
+def run_group(cmd: list[str], *, timeout: float, **kwargs):
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in its own process group; on a timeout the
+    whole group is killed (a ``torchrun`` and the ranks it started), then ``TimeoutExpired`` is raised."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

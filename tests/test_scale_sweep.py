@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _util import run_group
 
 import superwidgets as sw
 from superwidgets.scale import free_port, sweep
@@ -35,7 +35,7 @@ def test_a_sweep_split_over_two_ranks_equals_one_process(tmp_path):
     cmd += ["-m", "superwidgets.scale", "sweep", "--model", "breast-cancer-mlp", "--site", "hidden"]
     cmd += ["--op", "mean", "--readout", "softmax", "--out", str(out), "--threads", "1", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    got = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80)
+    got = run_group(cmd, cwd=tmp_path, env=env, timeout=300)  # a timeout kills torchrun and its ranks
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
     from safetensors.torch import load_file
 

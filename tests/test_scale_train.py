@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _util import run_group
 from torch import nn
 
 import superwidgets as sw
@@ -39,10 +40,10 @@ def _toy_store(path: Path):
     return harvest(nn.Sequential(nn.Identity()), "0", X, path, rows_per_shard=600, chunk_size=512), X
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: float = 80) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    got = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    got = run_group(cmd, cwd=cwd, env=env, timeout=timeout)  # a timeout kills torchrun and its ranks
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
     return got
 
