@@ -61,6 +61,33 @@ def _as_target(y: Any, n: int, name: str = "y") -> np.ndarray:
     return arr
 
 
+def _neighbours(A: np.ndarray, k: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """Indices ``(n, k)`` of each row's ``k`` nearest other rows (Euclidean), skipping rows with the same id.
+
+    With ``ids`` None every row is its own id, the rule of :func:`knn_sd_ratio`
+    (the point itself is dropped; exact duplicates of it count as neighbours). In a bootstrap
+    resample, ``ids`` are the original sample indices, so copies of one
+    sample are never each other's neighbours.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = A.shape[0]
+    if ids is None:
+        ids, extra = np.arange(n), 1
+    else:
+        extra = int(np.unique(ids, return_counts=True)[1].max())
+    q = min(k + extra, n)
+    _, idx = NearestNeighbors(n_neighbors=q).fit(A).kneighbors(A)
+    valid = ids[idx] != ids[:, None]
+    if (valid.sum(1) < k).any():
+        raise ValueError(
+            f"fewer than k={k} distinct other samples are available to some points (a small group in a "
+            "bootstrap resample); use a smaller k"
+        )
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(idx, order, axis=1)
+
+
 def knn_sd_ratio(X: Any, y: Any, k: int = 10) -> float:
     """Mean local standard deviation of ``y`` among each point's ``k`` nearest neighbours ÷ global SD of ``y``.
 
@@ -85,7 +112,6 @@ def knn_sd_ratio(X: Any, y: Any, k: int = 10) -> float:
     ValueError
         Bad shapes, NaN/Inf, ``k`` out of range, or a constant ``y``.
     """
-    from sklearn.neighbors import NearestNeighbors
 
     A = _as_matrix(X, "X", min_rows=3)
     t = _as_target(y, A.shape[0])
@@ -97,11 +123,7 @@ def knn_sd_ratio(X: Any, y: Any, k: int = 10) -> float:
     sd = float(t.std())
     if sd == 0:
         raise ValueError("y is constant, so its spread cannot be compared; pick a property that varies")
-    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(A).kneighbors(A)
-    # drop each point itself (usually column 0; duplicates may put it elsewhere)
-    own = idx == np.arange(A.shape[0])[:, None]
-    keep = np.where(own.any(1, keepdims=True), ~own, np.arange(k + 1)[None, :] < k)
-    nb = idx[keep].reshape(A.shape[0], k)
+    nb = _neighbours(A, k)
     return float(t[nb].std(axis=1).mean() / sd)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .align import _as_coupling, _as_labels, foscttm, label_transfer_accuracy, recall_at_k
-from .geometry import _as_matrix, _as_target, knn_sd_ratio, ridge_r2
+from .geometry import _as_matrix, _as_target, _neighbours, knn_sd_ratio, ridge_r2
 
 __all__ = [
     "POOLED",
@@ -162,34 +162,6 @@ def _check_k(k: Any, parts: list[tuple[Any, np.ndarray]], low: int, grouped: boo
             + (" or drop that group" if grouped else "")
         )
     return k
-
-
-def _neighbours(A: np.ndarray, k: int, ids: np.ndarray | None = None) -> np.ndarray:
-    """Indices ``(n, k)`` of each row's ``k`` nearest other rows (Euclidean), skipping rows with the same id.
-
-    With ``ids`` None every row is its own id, which is the rule of
-    :func:`~superwidgets.science.geometry.knn_sd_ratio` (the point itself is
-    dropped; exact duplicates of it count as neighbours). In a bootstrap
-    resample, ``ids`` are the original sample indices, so copies of one
-    sample are never each other's neighbours.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    n = A.shape[0]
-    if ids is None:
-        ids, extra = np.arange(n), 1
-    else:
-        extra = int(np.unique(ids, return_counts=True)[1].max())
-    q = min(k + extra, n)
-    _, idx = NearestNeighbors(n_neighbors=q).fit(A).kneighbors(A)
-    valid = ids[idx] != ids[:, None]
-    if (valid.sum(1) < k).any():
-        raise ValueError(
-            f"fewer than k={k} distinct other samples are available to some points (a small group in a "
-            "bootstrap resample); use a smaller k"
-        )
-    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(idx, order, axis=1)
 
 
 def _weighted(values: Mapping[Any, float], sizes: Mapping[Any, int]) -> float:
