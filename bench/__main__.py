@@ -1,9 +1,10 @@
-"""``python -m bench {hooks,import,wire,latency,all} [--threads N] [--reps N] [--no-write]``."""
+"""``python -m bench {hooks,import,wire,latency,...,all} [--threads N] [--reps N] [--no-write] [--before REV]``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ._common import NAMES, CpuMeter, emit, machine, set_threads, write_section
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default: per benchmark)")
     p.add_argument("--no-write", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
+    p.add_argument("--before", metavar="REV", default=None,
+                   help="latency only: also measure git revision REV's code in the same run")  # fmt: skip
     args = p.parse_args(argv)
+    if args.before:
+        os.environ["SW_BENCH_BEFORE"] = args.before
     set_threads(args.threads)
     names = NAMES if args.name == "all" else (args.name,)
     rows = [r for n in names for r in run_one(n, args.reps, not args.no_write)]

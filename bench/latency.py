@@ -31,13 +31,24 @@ measurement):
   alone, without the model or the DOM.
 - ``comm_echo_zmq_vs_browser`` (information): the same echo from a Python kernel client
   straight over ZMQ (the raw kernel comm round trip) ÷ the page's echo (nodelay server).
+
+With ``--before REV`` (or ``SW_BENCH_BEFORE=REV``) a third server runs the package and JS
+views of git revision ``REV`` (a temporary worktree, its views built with this checkout's
+esbuild, its package first on the kernel's ``PYTHONPATH``; the kernel's
+``superwidgets.__file__`` is checked), with the extension on, interleaved with the other two:
+
+- ``slider_to_dom_vs_before``: this checkout's median ÷ revision ``REV``'s on the same
+  machine in the same run; target 1.1 (no worse than before, within the run-to-run spread
+  of the median, which is about 5 %).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +65,29 @@ UNIT = 13  # the tour's unit that moves patient 38's diagnosis
 WARMUP = 5
 SAMPLE_TIMEOUT_MS = 10_000
 VARIANTS = ("stock", "nodelay")
+BEFORE_TARGET = 1.1
+
+
+def _before_rev() -> str | None:
+    """The revision to compare with (``--before`` sets ``SW_BENCH_BEFORE``), or None."""
+    return os.environ.get("SW_BENCH_BEFORE") or None
+
+
+def _checkout(rev: str, where: Path) -> Path:
+    """A worktree of ``rev`` under ``where`` with its JS views built; returns its root."""
+    tree = where / "before"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), rev],
+                   check=True, capture_output=True)  # fmt: skip
+    (tree / "node_modules").symlink_to(ROOT / "node_modules")
+    subprocess.run(["npm", "run", "--silent", "build"], cwd=tree, check=True, capture_output=True)
+    return tree
+
+
+def _remove_checkout(tree: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], capture_output=True)
+
 
 _SLIDER_JS = """async ([sel, unit, value, timeoutMs]) => {
     const root = document.querySelector(sel);
@@ -258,21 +292,34 @@ def _check_final_state(tour: Any) -> None:
 def run(reps: int | None = None) -> tuple[list[dict[str, Any]], str]:
     reps = reps or 60
     h = _harness()
+    rev = _before_rev()
+    variants = (*VARIANTS, "before") if rev else VARIANTS
     servers: dict[str, Any] = {}
     tours: dict[str, Any] = {}
+    tree: Path | None = None
     with tempfile.TemporaryDirectory(prefix="sw-bench-latency-") as tmp, h.sync_playwright() as p:
         browser = None
         try:
-            for v in VARIANTS:
-                servers[v] = h.start_server(Path(tmp) / v, nodelay=(v == "nodelay"))
+            for v in variants:
+                if v == "before":
+                    tree = _checkout(rev, Path(tmp))
+                    notebook = tree / h.NOTEBOOK.relative_to(ROOT)
+                    servers[v] = h.start_server(Path(tmp) / v, nodelay=True, notebook=notebook,
+                                                extra_env={"PYTHONPATH": str(tree)})  # fmt: skip
+                else:
+                    servers[v] = h.start_server(Path(tmp) / v, nodelay=(v == "nodelay"))
             browser = h.launch_browser(p)
-            for v in VARIANTS:
+            for v in variants:
                 tours[v] = h.open_tour(browser, servers[v])
                 tours[v].execute(_ECHO_TARGET_PY)
                 tours[v].execute("lab.reset()")
                 tours[v].settle()
+            if tree is not None:
+                where = tours["before"].eval("__import__('superwidgets').__file__")
+                if not str(where).startswith(str(tree)):
+                    raise RuntimeError(f"the 'before' kernel imported {where}, not revision {rev} in {tree}")
             pages = {}
-            for v in VARIANTS:
+            for v in variants:
                 step = float(tours[v].feature(UNIT).locator("input.sw-slider").get_attribute("step") or 0)
                 if step <= 0:
                     raise RuntimeError(f"slider {UNIT} has no positive step on the {v} page")
@@ -281,7 +328,7 @@ def run(reps: int | None = None) -> tuple[list[dict[str, Any]], str]:
             others = _OthersMeter()
             samples = _measure({**pages, "zmq": zmq}, reps)
             others_cores = others.cores()
-            for v in VARIANTS:
+            for v in variants:
                 _check_final_state(tours[v])
             stats = {v: _extension_stats(servers[v]) for v in VARIANTS}
             for v, t in tours.items():
@@ -295,6 +342,8 @@ def run(reps: int | None = None) -> tuple[list[dict[str, Any]], str]:
                 browser.close()
             for s in servers.values():
                 h.stop_server(s)
+            if tree is not None:
+                _remove_checkout(tree)
 
     if stats["stock"] is not None:
         raise RuntimeError(f"the stock server has the superwidgets_server extension loaded: {stats['stock']}")
@@ -331,6 +380,11 @@ def run(reps: int | None = None) -> tuple[list[dict[str, Any]], str]:
             paired_ratio=round(paired_ratio(e_zmq, e_nd), 4), p90=round(_p90(e_zmq), 5),
             baseline_p90=round(_p90(e_nd), 5), info=True, **common),
     ]  # fmt: skip
+    if rev:
+        s_b = samples[("before", "slider")]
+        rows.append(row("slider_to_dom_vs_before", median(s_nd), median(s_b), BEFORE_TARGET, before=rev,
+                        paired_ratio=round(paired_ratio(s_nd, s_b), 4), p90=round(_p90(s_nd), 5),
+                        baseline_p90=round(_p90(s_b), 5), **common))  # fmt: skip
     return rows, _body(rows, reps, nd, others_cores)
 
 
@@ -346,6 +400,11 @@ def _body(rows: list[dict[str, Any]], reps: int, nd: dict[str, Any], others: flo
             return "the same median against the stretch goal"
         if r["name"] == "slider_to_dom_stock":
             return f"stock jupyter_server (extension off); p90 {_ms(r['p90'])}"
+        if r["name"] == "slider_to_dom_vs_before":
+            return (
+                f"this checkout ÷ revision `{r['before']}` (both with the extension), same run; "
+                f"p90 {_ms(r['p90'])} vs {_ms(r['baseline_p90'])}; paired ratio {r['paired_ratio']:.3f}"
+            )
         if r["name"] == "comm_echo_zmq_vs_browser":
             return (
                 f"information: kernel client over ZMQ ÷ page through the nodelay server; "
@@ -356,6 +415,16 @@ def _body(rows: list[dict[str, Any]], reps: int, nd: dict[str, Any], others: flo
             f"paired ratio {r['paired_ratio']:.3f}"
         )
 
+    before = next((r["before"] for r in rows if r["name"] == "slider_to_dom_vs_before"), None)
+    before = (
+        ""
+        if before is None
+        else f"""
+`slider_to_dom_vs_before` adds a third server (extension on) whose kernel imports the package
+and whose page loads the views of revision `{before}` (a temporary git worktree, checked
+through the kernel's `superwidgets.__file__`), sampled interleaved with the other two: the
+same machine, the same run (`python -m bench latency --before {before}`)."""
+    )
     return (
         table(rows, notes)
         + f"""
@@ -377,7 +446,7 @@ per server after {WARMUP} warm-up rounds, the servers interleaved in shuffled or
 `comm_echo` row is a bare comm round trip page → kernel → page (a Python comm that sends
 back what it receives) on each server: the transport alone; `comm_echo_zmq_vs_browser`
 compares the same echo sent by a Python kernel client straight over ZMQ (no server, no
-browser: the raw kernel comm round trip) with the page's echo through the nodelay server.
+browser: the raw kernel comm round trip) with the page's echo through the nodelay server.{before}
 
 Without TCP_NODELAY, the kernel's reply is several small websocket frames in a row
 (`status: busy`, the widget update, `status: idle`); Nagle's algorithm holds each frame after

@@ -246,6 +246,8 @@ class Lens:
         self._gate = threading.Lock()
         self._waiting = 0
         self._owner: int | None = None
+        self._owners: list[int | None] = []  # the owners that nested holds replaced
+        self._holds = (_Hold(self, False), _Hold(self, True))
         # site activations recorded by the site wrappers during one pass (see _recording)
         self._record: dict[str, torch.Tensor] | None = None
         self._record_sites: frozenset[str] = frozenset()
@@ -546,21 +548,41 @@ class Lens:
         Preempted
             Only with ``preemptible=True``: another thread needed the lens.
         """
-        with self._hold(preemptible):
-            self._check_open()
-            self._check_input(inputs)
-            names = self._capture_names(capture)
-            with self._preemption(preemptible):
-                base = self._baseline(inputs, names, output) if baseline or names else None
-                clean = dict(self._baseline_acts(inputs, names)) if names else {}
-                active = frozenset(name for name, st in self._sites.items() if st.active)
-                if not active and base is not None:
-                    return RunResult(base if baseline else None, base, clean, dict(clean))
-                with self._mode(), self._recording(names) as got:
-                    edited = self._edited(inputs, active, base)
-                    if output is not None and edited is not base:  # base is picked already
-                        edited = output(edited)
-            return RunResult(base if baseline else None, edited, clean, {n: got.get(n, clean[n]) for n in names})
+        # the hot path of every slider move: nothing optional (preemption, capture, eval mode) costs
+        # a context manager unless it is asked for
+        # the lens's lock as _Hold takes it, inlined: this runs on every slider move
+        me, lock = threading.get_ident(), self._lock
+        if self._owner == me or preemptible:
+            lock.acquire()
+        elif not lock.acquire(blocking=False):
+            self._wait_for_lock()
+        outer, self._owner = self._owner, me
+        try:
+            if self._closed is not None:
+                self._check_open()
+            if self._checked_ref is not inputs or self._checked_key != _version(inputs):
+                self._check_input(inputs)
+            names = self._capture_names(capture) if capture is not None else []
+            if not preemptible:
+                return self._run(inputs, baseline, names, output)
+            with self._preemption(True):
+                return self._run(inputs, baseline, names, output)
+        finally:
+            self._owner = outer
+            lock.release()
+
+    def _run(self, inputs: Any, baseline: bool, names: list[str], output: Callable[[Any], Any] | None) -> RunResult:
+        """:meth:`run` inside the lens's lock, its input checked."""
+        base = self._baseline(inputs, names, output) if baseline or names else None
+        clean = dict(self._baseline_acts(inputs, names)) if names else {}
+        active = frozenset([name for name, st in self._sites.items() if st.active])
+        if not active and base is not None:
+            return RunResult(base if baseline else None, base, clean, dict(clean))
+        if not names and not self.model.training:
+            return RunResult(base if baseline else None, self._edited(inputs, active, base, output), clean, {})
+        with self._mode(), self._recording(names) as got:
+            edited = self._edited(inputs, active, base, output)
+        return RunResult(base if baseline else None, edited, clean, {n: got.get(n, clean[n]) for n in names})
 
     def _capture_names(self, capture: str | Sequence[str] | None) -> list[str]:
         if capture is None:
@@ -570,9 +592,14 @@ class Lens:
             self.bind(n)
         return names
 
-    def _edited(self, inputs: Any, active: frozenset[str], base: Any) -> Any:
+    def _edited(self, inputs: Any, active: frozenset[str], base: Any, output: Callable[[Any], Any] | None) -> Any:
+        """The edited output (picked by ``output``; ``base`` is picked already)."""
         edited = self._resumed(inputs, active, base) if base is not None else _MISSING
-        return self._forward(inputs) if edited is _MISSING else edited
+        if edited is _MISSING:
+            edited = self._forward(inputs)
+        elif edited is base:
+            return base
+        return edited if output is None else output(edited)
 
     @property
     def resume_info(self) -> str:
@@ -1195,26 +1222,19 @@ class Lens:
         return any(x.name == site and c.start < x.start and x.end < c.end for x in replay.calls)
 
     # ------------------------------------------------------------------ threads
-    @contextlib.contextmanager
-    def _hold(self, preemptible: bool = False) -> Iterator[None]:
-        """Hold the lens's lock; a foreground caller that has to wait asks a background run to give way."""
-        me = threading.get_ident()
-        if self._owner == me or preemptible:
-            self._lock.acquire()
-        else:
-            with self._gate:
-                self._waiting += 1
-            try:
-                self._lock.acquire()
-            finally:
-                with self._gate:
-                    self._waiting -= 1
-        outer, self._owner = self._owner, me
+    def _wait_for_lock(self) -> None:
+        """Take the lock held by another thread, counted as waiting (a preemptible run then gives way)."""
+        with self._gate:
+            self._waiting += 1
         try:
-            yield
+            self._lock.acquire()
         finally:
-            self._owner = outer
-            self._lock.release()
+            with self._gate:
+                self._waiting -= 1
+
+    def _hold(self, preemptible: bool = False) -> _Hold:
+        """Hold the lens's lock; a foreground caller that has to wait asks a background run to give way."""
+        return self._holds[preemptible]
 
     @contextlib.contextmanager
     def _preemption(self, on: bool) -> Iterator[None]:
@@ -1359,6 +1379,39 @@ class _ReplayVals:
             return None
         routes = {s: self.replay.route(s) for s in active}
         return min(active, key=lambda s: self.replay.calls[routes[s].site_call].start)
+
+
+_OFF = contextlib.nullcontext()  # reusable "no context" for the run's optional blocks
+
+
+class _Hold:
+    """:meth:`Lens._hold` as a plain, reusable object (no generator: it runs on every call of the lens).
+
+    An uncontended foreground call takes the lock at once; one that has to wait counts
+    itself in ``lens._waiting`` first, which a preemptible background run polls. The owner
+    each hold replaced is kept on the lens's stack (holds nest in one thread, last in first out,
+    and the stack changes only under the lock).
+    """
+
+    __slots__ = ("lens", "preemptible")
+
+    def __init__(self, lens: Lens, preemptible: bool) -> None:
+        self.lens, self.preemptible = lens, preemptible
+
+    def __enter__(self) -> None:
+        lens = self.lens
+        me = threading.get_ident()
+        if lens._owner == me or self.preemptible:
+            lens._lock.acquire()
+        elif not lens._lock.acquire(blocking=False):
+            lens._wait_for_lock()
+        lens._owners.append(lens._owner)
+        lens._owner = me
+
+    def __exit__(self, *exc: object) -> None:
+        lens = self.lens
+        lens._owner = lens._owners.pop()
+        lens._lock.release()
 
 
 class _Forward:

@@ -97,14 +97,21 @@ class LabServer:
             return "<no server log>"
 
 
-def start_server(base: Path, nodelay: bool | None = True, notebook: Path = NOTEBOOK, timeout: float = 60) -> LabServer:
+def start_server(
+    base: Path,
+    nodelay: bool | None = True,
+    notebook: Path = NOTEBOOK,
+    timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
+) -> LabServer:
     """Start JupyterLab on a free local port with a random token and Jupyter dirs under ``base``.
 
     ``nodelay``: True enables the ``superwidgets_server`` extension (TCP_NODELAY on kernel
     websockets), False disables it, both explicitly through a ``jupyter_server_config.json``
     in the temporary config dir (which outranks the installed
     ``etc/jupyter/jupyter_server_config.d/superwidgets_server.json``); None leaves the installed
-    configuration in charge.
+    configuration in charge. ``extra_env`` is added to the server's (and so its kernels')
+    environment, e.g. a ``PYTHONPATH`` that puts another checkout's package first.
     """
     base.mkdir(parents=True, exist_ok=True)
     root = base / "root"
@@ -134,6 +141,7 @@ def start_server(base: Path, nodelay: bool | None = True, notebook: Path = NOTEB
     )
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})
     port = free_port()
     token = secrets.token_hex(24)
     cmd = [
