@@ -67,7 +67,8 @@ def check_retraining(name: str, tmp_path, monkeypatch) -> dict:
 
 def run_group(cmd: list[str], *, timeout: float, **kwargs):
     """``subprocess.run(cmd, capture_output=True, text=True)`` in its own process group; on a timeout the
-    whole group is killed (a ``torchrun`` and the ranks it started), then ``TimeoutExpired`` is raised."""
+    whole group is killed and every process it started (``torchrun``'s ranks, each in a session of its
+    own), then ``TimeoutExpired`` is raised."""
     import os
     import signal
     import subprocess
@@ -78,7 +79,15 @@ def run_group(cmd: list[str], *, timeout: float, **kwargs):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        from superwidgets.scale._util import descendants
+
+        ranks = descendants(proc.pid)  # torchrun puts each rank in a session of its own
         os.killpg(proc.pid, signal.SIGKILL)
+        for pid in ranks:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

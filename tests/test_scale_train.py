@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from _util import run_group
 from torch import nn
 
 import superwidgets as sw
-from superwidgets.scale import free_port, harvest, read_progress, train
+from superwidgets.scale import _alive, free_port, harvest, read_progress, train
+from superwidgets.scale._util import descendants
 from superwidgets.science.sae import TopKSAE, fit_sae, load_sae, sparse_features
 
 torch.set_num_threads(1)
@@ -111,6 +113,26 @@ def test_bad_training_arguments_say_how_to_fix_them(tmp_path):
         train(tmp_path / "nowhere", tmp_path / "x")
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks through /proc (Linux)")
+def test_stop_ends_a_launched_two_rank_run_and_every_rank(tmp_path):
+    from superwidgets.scale import launch, stop
+
+    store, _ = _toy_store(tmp_path / "acts")
+    args = ["train", "--store", str(store.path), "--out", str(tmp_path / "run"), *KILL_ARGS]
+    proc = launch(args, nproc=2, log=tmp_path / "run.log", env={"PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while (read_progress(tmp_path / "run" / "progress.json") or {}).get("done", 0) < 20:
+        assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "the run did not start in 120 s"
+        time.sleep(0.05)
+    ranks = descendants(proc.pid)
+    assert len([p for p in ranks if _alive(p)]) >= 2  # torchrun's two ranks (and its helpers) are running
+    stop(proc, timeout=10)
+    assert proc.poll() is not None
+    assert not [p for p in ranks if _alive(p)], "a rank outlived stop()"
+    assert not (tmp_path / "run" / "sae" / "sae.json").exists()  # stopped mid-run: nothing final written
+
+
 def test_the_notebook_pattern_launches_a_run_and_reads_its_progress(tmp_path):
     from superwidgets.scale import launch
 
@@ -124,3 +146,166 @@ def test_the_notebook_pattern_launches_a_run_and_reads_its_progress(tmp_path):
     assert prog["state"] == "done" and prog["done"] == prog["total"] == 30 and prog["fraction"] == 1.0
     assert set(prog["metrics"]) == {"loss", "mse", "l0", "dead_fraction"}
     assert load_sae(tmp_path / "run" / "sae").n_latents == 48
+
+
+#: The command line of the SIGKILL test: long enough (600 steps) to kill mid-run, checkpoints every 20 steps.
+KILL_ARGS = ["--arch", "topk", "--width", "48", "--k", "4", "--steps", "600", "--batch-size", "64"]
+KILL_ARGS += ["--checkpoint-every", "20", "--log-every", "10", "--threads", "1", "--quiet"]
+
+
+def _train_cmd(store: Path, out: Path) -> list[str]:
+    """``python -m superwidgets.scale train ...`` under torchrun with 2 gloo ranks (a fresh port each time)."""
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    return [*run, "-m", "superwidgets.scale", "train", "--store", str(store), "--out", str(out), *KILL_ARGS]
+
+
+_descendants = descendants  # torchrun starts each rank in a session of its own: found by parentage
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the ranks through /proc (Linux)")
+def test_a_training_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    import signal
+
+    store, _ = _toy_store(tmp_path / "acts")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    full = run_group(_train_cmd(store.path, tmp_path / "full"), cwd=tmp_path, env=env, timeout=180)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "resuming" not in full.stderr and read_progress(tmp_path / "full" / "progress.json")["resumed_from"] == 0
+
+    out, log = tmp_path / "killed", tmp_path / "killed.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            _train_cmd(store.path, out),
+            cwd=tmp_path,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ranks: list[int] = []
+    ck_step, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:  # written atomically: either absent or whole
+            ck_step = json.loads((out / "checkpoint.json").read_text())["step"]
+        except (OSError, ValueError):
+            ck_step = 0
+        if ck_step >= 60:  # three checkpoints written: the kill lands mid-run
+            ranks = _descendants(proc.pid)
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None and ranks, log.read_text()[-3000:]
+    # SIGKILL the job: torchrun's process group, then each rank's (torchrun puts the ranks in sessions of
+    # their own, so killing torchrun's group alone leaves them training as orphans)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in ranks:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while any(map(_alive, ranks)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(map(_alive, ranks)), "a rank survived the kill"
+    # earned: the run was cut short -- no SAE, a checkpoint and a progress file from the middle of the run
+    assert not (out / "sae" / "sae.json").exists()
+    ck = json.loads((out / "checkpoint.json").read_text())
+    prog = read_progress(out / "progress.json")
+    assert prog["state"] == "running" and prog["done"] < 600  # written at most twice a second: may lag
+    assert 60 <= ck["step"] < 600
+
+    again = run_group(_train_cmd(store.path, out), cwd=tmp_path, env=env, timeout=180)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from {out / 'checkpoint.json'} at step {ck['step']} of 600" in again.stderr
+    prog = read_progress(out / "progress.json")
+    assert prog["state"] == "done" and prog["done"] == 600 and prog["resumed_from"] == ck["step"] > 0
+    assert not (out / "checkpoint.json").exists() and not list(out.glob(".*.tmp"))
+    a, b = load_sae(tmp_path / "full" / "sae"), load_sae(out / "sae")
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    diff = max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa)
+    print(
+        f"killed after the checkpoint of step {ck['step']} of 600, resumed on 2 ranks; largest weight difference {diff}"
+    )
+    assert diff == 0 and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert prog["metrics"] == read_progress(tmp_path / "full" / "progress.json")["metrics"]  # the last logged loss
+
+
+def test_a_kill_between_the_two_renames_of_a_checkpoint_still_resumes_exactly(tmp_path):
+    """write_pair renames the tensors, then the JSON: a SIGKILL between leaves a mismatched pair on disk."""
+    import shutil
+
+    store, _ = _toy_store(tmp_path / "acts")
+    kw = {"arch": "topk", "seed": 0, "checkpoint_every": 10, **RECIPE}
+    full = train(store, tmp_path / "full", **kw)
+    cut = tmp_path / "cut"
+    assert train(store, cut, until=10, **kw) is None
+    shutil.copy(cut / "checkpoint.json", tmp_path / "old.json")
+    shutil.copy(cut / "checkpoint.safetensors", tmp_path / "old.safetensors")
+    assert train(store, cut, until=20, **kw) is None
+    # the state of a kill after os.replace(tensors) and before os.replace(json): new tensors, old JSON;
+    # the new JSON in write_pair's temporary file, the old tensors in its backup link, plus a half-written
+    # temporary file of an earlier kill
+    shutil.move(cut / "checkpoint.json", cut / ".checkpoint.json.0123456789ab.tmp")
+    shutil.copy(tmp_path / "old.json", cut / "checkpoint.json")
+    shutil.copy(tmp_path / "old.safetensors", cut / ".checkpoint.safetensors.ba9876543210.tmp")
+    half = (tmp_path / "old.safetensors").read_bytes()
+    (cut / ".checkpoint.safetensors.ffffffffffff.tmp").write_bytes(half[: len(half) // 2])
+    # earned: the pair on disk no longer matches, so the plain loader's check would refuse it
+    from safetensors.torch import load_file
+
+    from superwidgets.engine.files import digest
+
+    old_doc = json.loads((cut / "checkpoint.json").read_text())
+    assert old_doc["step"] == 10
+    assert digest(load_file(str(cut / "checkpoint.safetensors"))) != old_doc["tensors_sha256"]
+
+    resumed = train(store, cut, **kw)
+    assert read_progress(cut / "progress.json")["resumed_from"] == 20  # the newest complete pair
+    assert torch.equal(resumed.W_dec, full.W_dec) and torch.equal(resumed.W_enc, full.W_enc)
+    assert resumed.history["loss"] == full.history["loss"]
+    assert not list(cut.glob(".*.tmp"))  # the leftovers are cleaned up
+
+
+def test_a_trained_sae_loads_into_the_sae_basis_and_the_feature_dashboard(tmp_path):
+    import numpy as np
+
+    model, data = sw.zoo.load("breast-cancer-mlp")
+    store = harvest(model, "hidden", data.X, tmp_path / "acts", rows_per_shard=200, chunk_size=64)
+    assert len(store) == 569 and store.d == 16 and store.n_shards == 3
+    train(store, tmp_path / "run", arch="topk", width=48, k=4, steps=300, batch_size=64, seed=0)
+    sae = load_sae(tmp_path / "run" / "sae")
+    assert isinstance(sae, TopKSAE) and sae.n_latents == 48
+    acts = store.read_all()
+    with torch.no_grad():
+        assert torch.equal(acts, torch.relu(model.inp(data.X)))  # the store holds the site's activations
+        codes = sae.encode(acts)
+        # the SAE works on the raw activations (the training's normalisation is folded back in)
+        fvu = ((sae.decode(codes) - acts) ** 2).sum() / ((acts - acts.mean(0)) ** 2).sum()
+    print(f"fraction of variance unexplained on the harvested rows: {fvu.item():.3f}")
+    assert fvu < 0.3
+
+    dash = sw.FeatureDashboard(model, "hidden", sae, data, effect_sample=0, effect_candidates=0, top_k=5)
+    try:
+        c = codes.numpy()
+        np.testing.assert_allclose(dash.frequency, (c > 0).mean(0), atol=1e-6)
+        np.testing.assert_allclose(dash.max_activation, c.max(0), rtol=1e-5, atol=1e-6)
+        assert dash.n_inputs == 569 and dash.n_dead == int((c.max(0) <= 0).sum()) < 48
+        f = int(dash.order[0])  # the most frequent latent, selected first
+        assert dash.selected == f and dash.error == "" and dash.frequency[f] == dash.frequency.max() > 0.1
+        assert list(dash.top_indices) == list(np.argsort(-c[:, f], kind="stable")[:5])
+        # an edit in the SAE basis, through the dashboard's Lens: the latent's decoder row is taken out
+        lens = dash.lens
+        e = lens.edit("hidden", sw.Ablate([f]), basis=sw.SAE(sae))
+        try:
+            r = lens.run(data.X)
+        finally:
+            lens.remove(e)
+        with torch.no_grad():
+            direct = model.out(acts - codes[:, f : f + 1] * sae.W_dec[f])
+        assert (r.edited - r.baseline).abs().max() > 1e-2
+        torch.testing.assert_close(r.edited, direct, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(r.baseline, model(data.X))
+    finally:
+        dash.lens.close()

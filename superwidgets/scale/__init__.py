@@ -27,7 +27,7 @@ from .store import ActivationStore, harvest
 from .sweep import sweep
 from .train import train
 
-__all__ = ["ActivationStore", "free_port", "harvest", "launch", "read_progress", "sweep", "train"]
+__all__ = ["ActivationStore", "free_port", "harvest", "launch", "read_progress", "stop", "sweep", "train"]
 
 
 def free_port() -> int:
@@ -65,7 +65,8 @@ def launch(
     Returns
     -------
     subprocess.Popen
-        The launcher process: ``.poll()`` is ``None`` while it runs; ``.terminate()`` stops every rank.
+        The launcher process: ``.poll()`` is ``None`` while it runs; :func:`stop` stops it and
+        every rank (``proc.kill()`` alone would leave ``torchrun``'s ranks running).
     """
     import os
 
@@ -85,12 +86,67 @@ def launch(
             out.close()
 
 
+def stop(proc: subprocess.Popen, *, timeout: float = 10.0) -> int:
+    """Stop a run started by :func:`launch`: SIGTERM (``torchrun`` passes it on to its ranks), then
+    SIGKILL for the launcher and every rank still alive after ``timeout`` seconds.
+
+    Rerunning the same command resumes from the last checkpoint.
+
+    Parameters
+    ----------
+    proc : subprocess.Popen
+        What :func:`launch` returned.
+    timeout : float
+        Seconds to wait for a clean exit before killing.
+
+    Returns
+    -------
+    int
+        The launcher's exit code.
+    """
+    import os
+    import signal
+    import time
+
+    from ._util import descendants
+
+    ranks = descendants(proc.pid)  # before the launcher dies and they are re-parented
+    if proc.poll() is None:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (proc.poll() is None or any(_alive(p) for p in ranks)):
+        time.sleep(0.05)
+    for pid in [*ranks, proc.pid]:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        import os
+
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
 def read_progress(path: str | Path) -> dict[str, Any] | None:
     """The progress JSON a rank-0 process writes (``None`` until it exists).
 
     Keys: ``job``, ``state`` (``"running"``, ``"done"``, ``"stopped"``, ``"failed"``), ``done``,
-    ``total``, ``fraction``, ``elapsed_s``, ``rate_per_s``, ``eta_s``, ``pid``, ``world_size`` and
-    ``metrics`` (train: ``loss``, ``mse``, ``l0``, ``dead_fraction``).
+    ``total``, ``fraction``, ``elapsed_s``, ``rate_per_s``, ``eta_s``, ``pid``, ``world_size``,
+    ``resumed_from`` (what was already done when the run started: > 0 after a resume) and ``metrics``
+    (train: ``loss``, ``mse``, ``l0``, ``dead_fraction``).
     """
     p = Path(path)
     try:

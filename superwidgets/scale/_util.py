@@ -16,6 +16,34 @@ import torch
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant process of ``pid`` (read from ``/proc``; empty where there is none).
+
+    ``torchrun`` starts each rank in a session of its own, so killing the launcher's process group
+    does not reach them; this finds them by parentage instead.
+    """
+    parent: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for d in entries:
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+                parent[int(d)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (a temporary file beside it, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +119,8 @@ class Progress:
 
     The file (written atomically, at most every ``every_s`` seconds and at the end) holds ``job``,
     ``state`` (``"running"``, ``"done"`` or ``"failed"``), ``done``, ``total``, ``fraction``,
-    ``elapsed_s``, ``rate_per_s``, ``eta_s``, ``pid``, ``world_size`` and the latest ``metrics``.
+    ``elapsed_s``, ``rate_per_s``, ``eta_s``, ``pid``, ``world_size``, ``resumed_from`` (the units
+    already done when this run started: > 0 when it resumed) and the latest ``metrics``.
 
     Parameters
     ----------
@@ -172,6 +201,7 @@ class Progress:
                 "eta_s": round(left / rate, 1) if rate > 0 else None,
                 "pid": os.getpid(),
                 "world_size": self.world_size,
+                "resumed_from": self.start_done,
                 "metrics": self.metrics,
             },
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -185,8 +186,14 @@ bandwidth, init_threshold, warmup, log_every
     sampler = _Batches(N, recipe.batch_size, stream(recipe.seed, "train.batches"))
     ck_json, ck_tensors = out / "checkpoint.json", out / "checkpoint.safetensors"
     ident = {"recipe": recipe.to_json(), "store_sha256": st.sha256, "scale": scale}
-    if resume and ck_json.exists():
+    if resume and (ck_json.exists() or _temps(ck_json)):
         _load_checkpoint(ck_json, ck_tensors, ident, trainer, sampler)
+        if rank == 0 and trainer.step_index:
+            print(
+                f"train: resuming from {ck_json} at step {trainer.step_index} of {recipe.steps}",
+                file=sys.stderr,
+                flush=True,
+            )
     if world > 1:
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
@@ -207,8 +214,9 @@ bandwidth, init_threshold, warmup, log_every
         trainer.all_fired, trainer.mean_fn = all_fired, mean_fn
         if isinstance(trainer.sae, TopKSAE):
             trainer.sae._batch_mean = mean_fn  # AuxK: normalised by the global batch's error
+    progress_path = Path(progress_file) if progress_file is not None else out / "progress.json"
     bar = Progress(
-        Path(progress_file) if progress_file is not None else out / "progress.json",
+        progress_path,
         "train",
         recipe.steps,
         bar=progress,
@@ -216,6 +224,7 @@ bandwidth, init_threshold, warmup, log_every
         world_size=world,
         done=trainer.step_index,
     )
+    saved = False
     try:
         with trainer.threads():
             while trainer.step_index < stop:
@@ -234,7 +243,10 @@ bandwidth, init_threshold, warmup, log_every
                     bar.update(1)
                 s = trainer.step_index
                 if rank == 0 and (s % checkpoint_every == 0 or s == stop) and s < recipe.steps:
+                    if not saved:  # every rank has loaded the checkpoint by now (DDP syncs each step)
+                        _remove_temps(ck_json, ck_tensors, progress_path)
                     _save_checkpoint(ck_json, ck_tensors, ident, trainer, sampler)
+                    saved = True
     except BaseException:
         bar.close("failed")
         raise
@@ -248,8 +260,16 @@ bandwidth, init_threshold, warmup, log_every
         save_sae(sae, out / "sae")
         ck_json.unlink(missing_ok=True)  # the run is complete: a rerun starts over
         ck_tensors.unlink(missing_ok=True)
+        _remove_temps(ck_json, ck_tensors)
     bar.close("done")
     return sae
+
+
+def _try(check: Any, path: Path) -> dict[str, Any] | None:
+    try:
+        return check(path)
+    except ValueError:
+        return None
 
 
 def _save_checkpoint(ck_json: Path, ck_tensors: Path, ident: dict[str, Any], trainer: Any, sampler: Any) -> None:
@@ -261,24 +281,61 @@ def _save_checkpoint(ck_json: Path, ck_tensors: Path, ident: dict[str, Any], tra
     write_pair(ck_json, json.dumps(doc), ck_tensors, tensors, {"sha256": sha})
 
 
+def _temps(path: Path) -> list[Path]:
+    """The temporary files ``write_pair`` leaves beside ``path`` when it is killed (``.NAME.*.tmp``)."""
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def _remove_temps(*paths: Path) -> None:
+    for path in paths:
+        for t in _temps(path):
+            t.unlink(missing_ok=True)
+
+
 def _load_checkpoint(ck_json: Path, ck_tensors: Path, ident: dict[str, Any], trainer: Any, sampler: Any) -> None:
     from safetensors.torch import load_file
 
     hint = "delete it or pass resume=False (--no-resume) to start over"
-    doc = read_json(ck_json, "training checkpoint", hint)
-    if doc.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{ck_json} is not a superwidgets.scale checkpoint; {hint}")
-    for key, want in ident.items():
-        if doc.get(key) != want:
-            raise ValueError(
-                f"{ck_json} belongs to another run ({key} differs: {doc.get(key)!r} there, {want!r} now); {hint}"
-            )
-    try:
-        tensors = load_file(str(ck_tensors))
-    except Exception as exc:  # SafetensorError, OSError
-        raise ValueError(f"{ck_tensors}: unreadable checkpoint tensors ({exc}); {hint}") from None
-    if digest(tensors) != doc.get("tensors_sha256"):
-        raise ValueError(f"{ck_tensors} was not saved with {ck_json.name} (SHA-256 differs); {hint}")
+
+    def check(path: Path) -> dict[str, Any]:
+        doc = read_json(path, "training checkpoint", hint)
+        if doc.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a superwidgets.scale checkpoint; {hint}")
+        for key, want in ident.items():
+            if doc.get(key) != want:
+                raise ValueError(
+                    f"{path} belongs to another run ({key} differs: {doc.get(key)!r} there, {want!r} now); {hint}"
+                )
+        return doc
+
+    def tensors_of(path: Path) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+        try:
+            t = load_file(str(path))
+        except Exception:  # SafetensorError, OSError: missing, or half written when the writer was killed
+            return None, None
+        return t, digest(t)
+
+    doc = check(ck_json) if ck_json.exists() else None
+    tensors, sha = tensors_of(ck_tensors)
+    if doc is None or sha != doc.get("tensors_sha256"):
+        # A SIGKILL inside write_pair, between its two renames, leaves the new tensors beside the old JSON;
+        # the new JSON and the old tensors are then still in its temporary files. Take the newest pair that
+        # was saved together (a half-written temporary file does not parse or does not match).
+        docs = [(p, d) for p in _temps(ck_json) for d in [_try(check, p)] if d is not None]
+        if doc is not None:
+            docs.append((ck_json, doc))
+        pool = [(ck_tensors, tensors, sha)] + [(p, *tensors_of(p)) for p in _temps(ck_tensors)]
+        pairs = [
+            (int(d.get("step", -1)), d, t) for _, d in docs for _, t, h in pool if h and h == d.get("tensors_sha256")
+        ]
+        if not pairs:
+            if doc is None:  # killed while writing the first checkpoint: nothing to resume from
+                return
+            if tensors is None:
+                raise ValueError(f"{ck_tensors}: missing or unreadable checkpoint tensors; {hint}")
+            raise ValueError(f"{ck_tensors} was not saved with {ck_json.name} (SHA-256 differs); {hint}")
+        _, doc, tensors = max(pairs, key=lambda p: p[0])
+    assert doc is not None and tensors is not None
     trainer.load_state(tensors, doc)
     sampler.gen.set_state(tensors["rng.batches"].clone())
     sampler.buf = tensors["sampler.buf"].clone()
