@@ -106,6 +106,25 @@ def test_a_relu_sae_at_a_convolutional_site():
         np.testing.assert_allclose(stats.positions_of(f, top), codes[top][..., f].reshape(-1, 4, 4), atol=1e-6)
 
 
+def test_a_pooled_one_by_one_conv_site_gives_each_top_input_its_single_code():
+    """A global average pool's output (n, C, 1, 1): one position, so each input has at most one code per latent
+    (the neuron-ssl encoder's ``pool`` site; a FeatureDashboard on it used to fail in positions_of)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+    X = torch.randn(50, 4, 8, 8)
+    sae = ReLUSAE(16, 24, seed=3)
+    with sw.Lens(model) as lens:
+        stats = LatentStats(lens, "2", sae, X, top_k=5, bins=6, chunk=16)
+        codes, pooled = dense_reference(lens, "2", sae, X)
+        check_against_dense(stats, codes, pooled, 5, 6)
+        assert stats.positions == (1, 1)
+        f = int(np.argmax(stats.frequency))
+        top, _ = stats.top(f)
+        got = stats.positions_of(f, [*top, *np.setdiff1d(np.arange(50), top)[:3]])
+        np.testing.assert_allclose(got[: len(top)], codes[top][..., f].reshape(-1, 1, 1), atol=1e-6)
+        assert got.shape == (len(top) + 3, 1, 1)
+
+
 def test_the_stats_hold_no_dense_positions_by_latents_array(gpt2, ids):
     sae = make_sae("topk", 64, 2048, k=4, seed=2)
     with sw.Lens(gpt2) as lens:

@@ -410,7 +410,10 @@ class LatentStats:
             inp, pos, val = src.of(f)
             for j, i in enumerate(idx):
                 a, b = np.searchsorted(inp, [i, i + 1])
-                out[j, pos[a:b] if pos is not None else 0] = val[a:b]
+                if pos is not None:
+                    out[j, pos[a:b]] = val[a:b]
+                elif b > a:  # one position (or pooled): at most one value per input
+                    out[j, 0] = val[a]
         elif len(idx):
             out[:] = self.dense_codes(idx)[..., f].reshape(len(idx), P)
         return out.reshape(len(idx), *self.positions)
