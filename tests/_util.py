@@ -65,12 +65,24 @@ def check_retraining(name: str, tmp_path, monkeypatch) -> dict:
     return card
 
 
+def kill_job(leader: int, ranks: list[int]) -> None:
+    """SIGKILL a launcher's process group and every rank's (torchrun puts each rank in a session of its own,
+    so killing the launcher's group alone leaves them running as orphans)."""
+    import os
+    import signal
+
+    for pid in [leader, *ranks]:
+        for kill in (os.killpg, os.kill):  # the group where it leads one, and the process itself
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def run_group(cmd: list[str], *, timeout: float, **kwargs):
     """``subprocess.run(cmd, capture_output=True, text=True)`` in its own process group; on a timeout the
     whole group is killed and every process it started (``torchrun``'s ranks, each in a session of its
     own), then ``TimeoutExpired`` is raised."""
-    import os
-    import signal
     import subprocess
 
     proc = subprocess.Popen(
@@ -81,13 +93,7 @@ def run_group(cmd: list[str], *, timeout: float, **kwargs):
     except subprocess.TimeoutExpired:
         from superwidgets.scale._util import descendants
 
-        ranks = descendants(proc.pid)  # torchrun puts each rank in a session of its own
-        os.killpg(proc.pid, signal.SIGKILL)
-        for pid in ranks:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_job(proc.pid, descendants(proc.pid))
         proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
