@@ -548,9 +548,8 @@ class Lens:
         Preempted
             Only with ``preemptible=True``: another thread needed the lens.
         """
-        # the hot path of every slider move: nothing optional (preemption, capture, eval mode) costs
-        # a context manager unless it is asked for
-        # the lens's lock as _Hold takes it, inlined: this runs on every slider move
+        # the hot path of every slider move: the lock as _Hold takes it, inlined, and nothing optional
+        # (preemption, capture, eval mode) costs a context manager unless it is asked for
         me, lock = threading.get_ident(), self._lock
         if self._owner == me or preemptible:
             lock.acquire()
@@ -1379,9 +1378,6 @@ class _ReplayVals:
             return None
         routes = {s: self.replay.route(s) for s in active}
         return min(active, key=lambda s: self.replay.calls[routes[s].site_call].start)
-
-
-_OFF = contextlib.nullcontext()  # reusable "no context" for the run's optional blocks
 
 
 class _Hold:
