@@ -61,6 +61,8 @@ def test_gap_shrinks_compares_the_mean_gaps():
     e = gap_shrinks([r(0.9, 0.5, 0.4, 0.2, 0.3)], [r(0.6, 0.5, 0.1, 0.05, 0.1)])
     assert e["holds"] and e["gap_knn_narrow"] == pytest.approx(0.4) and e["gap_knn_wide"] == pytest.approx(0.1)
     assert not gap_shrinks([r(0.6, 0.5, 0.1, 0.05, 0.1)], [r(0.9, 0.5, 0.4, 0.2, 0.3)])["holds"]
+    # no SAE advantage on the narrow encoder: a negative gap growing more negative is not a gap that shrinks
+    assert not gap_shrinks([r(0.5, 0.6, -0.1, -0.1, -0.1)], [r(0.5, 0.7, -0.2, -0.2, -0.2)])["holds"]
     with pytest.raises(ValueError, match="at least one result"):
         gap_shrinks([], [r(0.6, 0.5, 0.1, 0.05, 0.1)])
 
