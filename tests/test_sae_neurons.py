@@ -87,8 +87,8 @@ def test_gated_sae_codes_keep_the_outcome_linearly_readable(run):
 # What the test asserts instead is what holds: the SAE codes keep the raw code's outcome
 # neighbourhoods (within 10 %: the Gated grid measured 0.486-0.521 against 0.489, and this SAE gives
 # 0.511 on an AMD EPYC and 0.518 on an Intel Xeon, whose BLAS rounds the training differently, so a 5 %
-# bar passed on one machine and failed on the other); both numbers print on every run. The *global* geometry does improve —
-# see tests/test_alignment_experiment.py (GW alignment to another modality).
+# bar passed on one machine and failed on the other); both numbers print on every run. The *global*
+# geometry does improve — see tests/test_alignment_experiment.py (GW alignment to another modality).
 def test_gated_sae_codes_keep_the_outcome_neighbourhoods(run):
     y = run["outcome"]
     raw = geometry.knn_sd_ratio(run["raw"].numpy(), y, k=10)
