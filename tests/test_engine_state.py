@@ -201,3 +201,39 @@ def test_integer_image_batch_says_to_convert(dtype):
     msg = str(info.value)
     assert f"integer tensor ({dtype})" in msg and "x.to(torch.float32)" in msg
     assert ("/ 255" in msg) == (dtype == torch.uint8)
+
+
+def test_every_way_an_edit_changes_reaches_the_next_run():
+    """The lens keeps the set of sites with enabled edits between runs; each change must reset it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        plain = model(x)
+    lens = sw.Lens(model)
+    assert torch.equal(lens.run(x).edited, plain)
+    e = lens.edit("1", sw.Ablate([0, 1, 2, 3, 4, 5, 6, 7]), enabled=False)
+    assert torch.equal(lens.run(x).edited, plain)  # no site active: the run returns the baseline
+    e.enabled = True
+    ablated = lens.run(x).edited
+    assert not torch.allclose(ablated, plain)
+    e.enabled = False
+    assert torch.equal(lens.run(x).edited, plain)
+    e.enabled = True
+    assert torch.equal(lens.run(x).edited, ablated)
+    lens.remove(e)
+    assert torch.equal(lens.run(x).edited, plain)
+    e.enabled = False  # detached: changes only the edit
+    lens.add(e)
+    assert torch.equal(lens.run(x).edited, plain)
+    e.enabled = True
+    assert torch.equal(lens.run(x).edited, ablated)
+    lens.clear()
+    assert torch.equal(lens.run(x).edited, plain)
+    s = lens.edit("0", sw.Steer(direction=torch.ones(8), alpha=0.0))
+    assert torch.allclose(lens.run(x).edited, plain)
+    s.update(alpha=2.0)
+    assert not torch.allclose(lens.run(x).edited, plain)
+    lens.close()
+    with torch.no_grad():
+        assert torch.equal(model(x), plain)  # closed: nothing edits the model any more

@@ -247,6 +247,7 @@ class Lens:
         self._waiting = 0
         self._owner: int | None = None
         self._owners: list[int | None] = []  # the owners that nested holds replaced
+        self._active: frozenset[str] | None = None  # sites with enabled edits; None: recompute (see _changed)
         self._holds = (_Hold(self, False), _Hold(self, True))
         # site activations recorded by the site wrappers during one pass (see _recording)
         self._record: dict[str, torch.Tensor] | None = None
@@ -454,6 +455,7 @@ class Lens:
             st.edits.append(edit)
         edit._lens = self
         st.refresh()
+        self._active = None
         return edit
 
     def remove(self, edit: Edit) -> None:
@@ -463,6 +465,7 @@ class Lens:
             if st is not None and edit in st.edits:
                 st.edits.remove(edit)
                 st.refresh()
+                self._active = None
             edit._lens = None
 
     def clear(self, site: str | None = None) -> None:
@@ -484,6 +487,7 @@ class Lens:
             st = self._sites.get(edit.site)
             if st is not None:
                 st.refresh()
+                self._active = None
 
     def _check_op(self, site: str, op: Op, basis: Basis, feature_dim: int | None, element: int | str) -> None:
         resolve_site(self.model, site)
@@ -574,7 +578,9 @@ class Lens:
         """:meth:`run` inside the lens's lock, its input checked."""
         base = self._baseline(inputs, names, output) if baseline or names else None
         clean = dict(self._baseline_acts(inputs, names)) if names else {}
-        active = frozenset([name for name, st in self._sites.items() if st.active])
+        active = self._active
+        if active is None:  # recomputed after an edit changed (every change refreshes a site under the lock)
+            active = self._active = frozenset([name for name, st in self._sites.items() if st.active])
         if not active and base is not None:
             return RunResult(base if baseline else None, base, clean, dict(clean))
         if not names and not self.model.training:
@@ -854,6 +860,7 @@ class Lens:
     def _close(self, replaced: bool) -> None:
         if self._closed is not None:
             return
+        self._active = None
         for st in self._sites.values():
             st.active = ()
             if st.handle is not None:
@@ -1462,3 +1469,4 @@ class _Forward:
                 node = node.inner
             # else a foreign wrapper sits on top: ours stays in its chain as a pass-through (site.active = ())
         self.site.active = ()
+        self.lens._active = None
