@@ -15,7 +15,8 @@ from _util import kill_job, run_group
 from torch import nn
 
 import superwidgets as sw
-from superwidgets.scale import _alive, free_port, harvest, read_progress, train
+from superwidgets.scale import free_port, harvest, read_progress, train
+from superwidgets.scale._util import alive as _alive
 from superwidgets.scale._util import descendants
 from superwidgets.science.sae import TopKSAE, fit_sae, load_sae, sparse_features
 
@@ -159,9 +160,6 @@ def _train_cmd(store: Path, out: Path) -> list[str]:
     return [*run, "-m", "superwidgets.scale", "train", "--store", str(store), "--out", str(out), *KILL_ARGS]
 
 
-_descendants = descendants  # torchrun starts each rank in a session of its own: found by parentage
-
-
 def _run_through_gloo_aborts(cmd, tmp_path: Path, env: dict, *, fresh: bool, log: list[str] | None = None):
     """Run a 2-rank training command; rerun it (at most twice) when a rank died in gloo's C++ code.
 
@@ -213,7 +211,7 @@ def test_a_training_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninter
         except (OSError, ValueError):
             ck_step = 0
         if ck_step >= 60:  # three checkpoints written: the kill lands mid-run
-            ranks = _descendants(proc.pid)
+            ranks = descendants(proc.pid)
             break
         time.sleep(0.01)
     assert proc.poll() is None and ranks, log.read_text()[-3000:]

@@ -108,36 +108,21 @@ def stop(proc: subprocess.Popen, *, timeout: float = 10.0) -> int:
     import signal
     import time
 
-    from ._util import descendants
+    from ._util import alive, descendants
 
     ranks = descendants(proc.pid)  # before the launcher dies and they are re-parented
     if proc.poll() is None:
         proc.terminate()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (proc.poll() is None or any(_alive(p) for p in ranks)):
+    while time.monotonic() < deadline and (proc.poll() is None or any(alive(p) for p in ranks)):
         time.sleep(0.05)
     for pid in [*ranks, proc.pid]:
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     return proc.wait()
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        import os
-
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
 
 
 def read_progress(path: str | Path) -> dict[str, Any] | None:
